@@ -1,0 +1,315 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/keycloak-jwt/keycloak-jwt/jwks"
+)
+
+// Defaults of Config.
+const (
+	DefaultLeewaySeconds  = 60
+	DefaultMaxTokenBytes  = 8 << 10
+	DefaultTokenCacheSize = 10000
+	MatchAll              = "all"
+	MatchAny              = "any"
+	TypeBearer            = "Bearer" // Keycloak: the "typ" claim of access tokens
+	TypeATJWT             = "at+jwt" // RFC 9068: the "typ" header of access tokens
+)
+
+// Config is the engine's raw configuration, as operators write it (Kong
+// plugin config, sidecar YAML). Field names follow Kong's snake_case. Zero
+// values mean "default"; Compile validates and applies defaults.
+type Config struct {
+	// Issuers trusted, each with where its keys come from. Required.
+	Issuers []Issuer `json:"issuers"`
+	// Audiences: the token's "aud" must contain at least one. Required.
+	Audiences []string `json:"audiences"`
+	// AllowedClients, when set, is an allow-list of client ids (the "azp"
+	// claim, else "client_id").
+	AllowedClients []string `json:"allowed_clients"`
+	// Algorithms allowed (default ["RS256"]); HMAC and "none" are never allowed.
+	Algorithms []string `json:"algorithms"`
+	// TokenTypes accepted: "Bearer" (Keycloak's "typ" claim) and/or "at+jwt"
+	// (RFC 9068 header typ). Default both.
+	TokenTypes []string `json:"token_types"`
+	// ScopesRequired from the "scope" claim (or "scp"), matched per ScopesMatch ("all" default, or "any").
+	ScopesRequired []string `json:"scopes_required"`
+	ScopesMatch    string   `json:"scopes_match"`
+	// RealmRolesRequired from realm_access.roles, matched per RealmRolesMatch.
+	RealmRolesRequired []string `json:"realm_roles_required"`
+	RealmRolesMatch    string   `json:"realm_roles_match"`
+	// ClientRolesRequired as "client:role" from resource_access.<client>.roles.
+	ClientRolesRequired []string `json:"client_roles_required"`
+	ClientRolesMatch    string   `json:"client_roles_match"`
+	// LeewaySeconds tolerated on exp/nbf/iat (default 60; 0 allowed).
+	LeewaySeconds *int `json:"leeway_seconds"`
+	// MaxTokenBytes refuses longer tokens before any parsing (default 8192).
+	MaxTokenBytes int `json:"max_token_bytes"`
+	// TokenCacheSize bounds the verified-token cache (default 10000; 0 turns it off).
+	TokenCacheSize *int `json:"token_cache_size"`
+	// JWKS fetch and cache settings, shared by every issuer of this config.
+	JWKS JWKSConfig `json:"jwks"`
+}
+
+// Issuer is one trusted token issuer (a Keycloak realm).
+type Issuer struct {
+	// Issuer is the exact "iss" of its tokens, e.g. https://sso.example.com/realms/prod.
+	Issuer string `json:"issuer"`
+	// DiscoveryURL overrides where the discovery document is fetched.
+	DiscoveryURL string `json:"discovery_url"`
+	// JWKSURI fetches keys from this URL directly, skipping discovery.
+	JWKSURI string `json:"jwks_uri"`
+}
+
+// JWKSConfig is the operator-facing form of jwks.Config (seconds and bytes).
+type JWKSConfig struct {
+	MinRefreshIntervalSeconds int    `json:"min_refresh_interval_seconds"`
+	DefaultTTLSeconds         int    `json:"default_ttl_seconds"`
+	MinTTLSeconds             int    `json:"min_ttl_seconds"`
+	MaxTTLSeconds             int    `json:"max_ttl_seconds"`
+	MaxStaleSeconds           int    `json:"max_stale_seconds"`
+	FetchTimeoutSeconds       int    `json:"fetch_timeout_seconds"`
+	MaxResponseBytes          int    `json:"max_response_bytes"`
+	CAFile                    string `json:"ca_file"`
+	InsecureSkipVerify        bool   `json:"insecure_skip_verify"`
+}
+
+func (j JWKSConfig) toJWKS() jwks.Config {
+	s := func(n int) time.Duration { return time.Duration(n) * time.Second }
+	return jwks.Config{
+		MinRefreshInterval: s(j.MinRefreshIntervalSeconds),
+		DefaultTTL:         s(j.DefaultTTLSeconds),
+		MinTTL:             s(j.MinTTLSeconds),
+		MaxTTL:             s(j.MaxTTLSeconds),
+		MaxStale:           s(j.MaxStaleSeconds),
+		FetchTimeout:       s(j.FetchTimeoutSeconds),
+		MaxResponseBytes:   int64(j.MaxResponseBytes),
+		CAFile:             j.CAFile,
+		InsecureSkipVerify: j.InsecureSkipVerify,
+	}
+}
+
+// Algorithms the engine can verify.
+var supportedAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// ConfigError names the field that is wrong.
+type ConfigError struct {
+	Field string
+	Msg   string
+}
+
+func (e *ConfigError) Error() string { return e.Field + ": " + e.Msg }
+
+func cfgErr(field, format string, a ...any) error {
+	return &ConfigError{Field: field, Msg: fmt.Sprintf(format, a...)}
+}
+
+// requirement is a compiled "these values, all or any" rule.
+type requirement struct {
+	values []string
+	any    bool
+}
+
+func (r requirement) satisfiedBy(have []string) bool {
+	if len(r.values) == 0 {
+		return true
+	}
+	for _, want := range r.values {
+		found := contains(have, want)
+		if r.any && found {
+			return true
+		}
+		if !r.any && !found {
+			return false
+		}
+	}
+	return !r.any
+}
+
+func contains(list []string, v string) bool {
+	for _, s := range list {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+func compileMatch(field, v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "", MatchAll:
+		return false, nil
+	case MatchAny:
+		return true, nil
+	}
+	return false, cfgErr(field, "must be %q or %q, got %q", MatchAll, MatchAny, v)
+}
+
+func nonEmpty(field string, list []string) ([]string, error) {
+	out := make([]string, 0, len(list))
+	for i, v := range list {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			return nil, cfgErr(fmt.Sprintf("%s[%d]", field, i), "must not be empty")
+		}
+		if !contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// Validate compiles nothing but reports the first configuration error.
+func (c Config) Validate() error {
+	_, err := c.compileRules()
+	return err
+}
+
+// rules is the compiled, key-independent part of a Config.
+type rules struct {
+	issuers      []jwks.Spec
+	audiences    []string
+	clients      []string
+	algs         []string
+	acceptBearer bool
+	acceptATJWT  bool
+	scopes       requirement
+	realmRoles   requirement
+	clientRoles  []clientRole
+	clientAny    bool
+	leeway       int64
+	maxBytes     int
+	cacheSize    int
+}
+
+type clientRole struct{ client, role string }
+
+func (c Config) compileRules() (*rules, error) {
+	r := &rules{}
+	if len(c.Issuers) == 0 {
+		return nil, cfgErr("issuers", "at least one trusted issuer is required")
+	}
+	seen := map[string]bool{}
+	for i, is := range c.Issuers {
+		field := fmt.Sprintf("issuers[%d]", i)
+		iss := strings.TrimSpace(is.Issuer)
+		if iss == "" {
+			return nil, cfgErr(field+".issuer", "is required (the exact iss claim of the realm's tokens)")
+		}
+		if seen[iss] {
+			return nil, cfgErr(field+".issuer", "%q is listed twice", iss)
+		}
+		seen[iss] = true
+		spec := jwks.Spec{Issuer: iss, DiscoveryURL: is.DiscoveryURL, JWKSURI: is.JWKSURI, Config: c.JWKS.toJWKS()}
+		if err := spec.Validate(); err != nil {
+			return nil, cfgErr(field, "%s", strings.TrimPrefix(err.Error(), jwks.ErrInvalidSpec.Error()+": "))
+		}
+		r.issuers = append(r.issuers, spec)
+	}
+	var err error
+	if r.audiences, err = nonEmpty("audiences", c.Audiences); err != nil {
+		return nil, err
+	}
+	if len(r.audiences) == 0 {
+		return nil, cfgErr("audiences", "at least one audience is required; Keycloak adds the API to \"aud\" "+
+			"only with an Audience mapper (client scope) — see the README")
+	}
+	if r.clients, err = nonEmpty("allowed_clients", c.AllowedClients); err != nil {
+		return nil, err
+	}
+	if r.algs, err = nonEmpty("algorithms", c.Algorithms); err != nil {
+		return nil, err
+	}
+	if len(r.algs) == 0 {
+		r.algs = []string{"RS256"}
+	}
+	for i, a := range r.algs {
+		if a == "Ed25519" {
+			a, r.algs[i] = "EdDSA", "EdDSA"
+		}
+		if !contains(supportedAlgs, a) {
+			why := "not supported"
+			if strings.HasPrefix(strings.ToUpper(a), "HS") || strings.EqualFold(a, "none") {
+				why = "never allowed (a shared secret or no signature cannot authenticate a realm's token)"
+			}
+			return nil, cfgErr(fmt.Sprintf("algorithms[%d]", i), "%q is %s; choose from %v", a, why, supportedAlgs)
+		}
+	}
+	types, err := nonEmpty("token_types", c.TokenTypes)
+	if err != nil {
+		return nil, err
+	}
+	if len(types) == 0 {
+		types = []string{TypeBearer, TypeATJWT}
+	}
+	for i, t := range types {
+		switch {
+		case strings.EqualFold(t, TypeBearer):
+			r.acceptBearer = true
+		case strings.EqualFold(t, TypeATJWT):
+			r.acceptATJWT = true
+		default:
+			return nil, cfgErr(fmt.Sprintf("token_types[%d]", i), "must be %q or %q, got %q", TypeBearer, TypeATJWT, t)
+		}
+	}
+	if r.scopes.values, err = nonEmpty("scopes_required", c.ScopesRequired); err != nil {
+		return nil, err
+	}
+	for i, s := range r.scopes.values {
+		if strings.ContainsAny(s, " \t\"\\") {
+			return nil, cfgErr(fmt.Sprintf("scopes_required[%d]", i), "%q: a scope has no spaces, quotes or backslashes", s)
+		}
+	}
+	if r.scopes.any, err = compileMatch("scopes_match", c.ScopesMatch); err != nil {
+		return nil, err
+	}
+	if r.realmRoles.values, err = nonEmpty("realm_roles_required", c.RealmRolesRequired); err != nil {
+		return nil, err
+	}
+	if r.realmRoles.any, err = compileMatch("realm_roles_match", c.RealmRolesMatch); err != nil {
+		return nil, err
+	}
+	crs, err := nonEmpty("client_roles_required", c.ClientRolesRequired)
+	if err != nil {
+		return nil, err
+	}
+	for i, cr := range crs {
+		client, role, ok := strings.Cut(cr, ":")
+		if !ok || client == "" || role == "" {
+			return nil, cfgErr(fmt.Sprintf("client_roles_required[%d]", i), "%q must be written client:role", cr)
+		}
+		r.clientRoles = append(r.clientRoles, clientRole{client, role})
+	}
+	if r.clientAny, err = compileMatch("client_roles_match", c.ClientRolesMatch); err != nil {
+		return nil, err
+	}
+	r.leeway = DefaultLeewaySeconds
+	if c.LeewaySeconds != nil {
+		if *c.LeewaySeconds < 0 || *c.LeewaySeconds > 3600 {
+			return nil, cfgErr("leeway_seconds", "must be between 0 and 3600, got %d", *c.LeewaySeconds)
+		}
+		r.leeway = int64(*c.LeewaySeconds)
+	}
+	r.maxBytes = DefaultMaxTokenBytes
+	if c.MaxTokenBytes != 0 {
+		if c.MaxTokenBytes < 256 || c.MaxTokenBytes > 1<<20 {
+			return nil, cfgErr("max_token_bytes", "must be between 256 and 1048576, got %d", c.MaxTokenBytes)
+		}
+		r.maxBytes = c.MaxTokenBytes
+	}
+	r.cacheSize = DefaultTokenCacheSize
+	if c.TokenCacheSize != nil {
+		if *c.TokenCacheSize < 0 || *c.TokenCacheSize > 10_000_000 {
+			return nil, cfgErr("token_cache_size", "must be between 0 and 10000000, got %d", *c.TokenCacheSize)
+		}
+		r.cacheSize = *c.TokenCacheSize
+	}
+	return r, nil
+}
+
+// ErrNoKeys is wrapped in configuration errors about key sources.
+var ErrNoKeys = errors.New("no key source")

@@ -1,0 +1,292 @@
+// Package policy decides whether a bearer token may pass: it verifies the
+// signature with the issuer's keys (package jwks) and checks the claims
+// against a compiled configuration. It is the one decision core that every
+// adapter (Kong plugin, sidecar) calls; adapters never inspect claims.
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/keycloak-jwt/keycloak-jwt/jwks"
+)
+
+// Deps are what a Policy needs from its process.
+type Deps struct {
+	// Keys is the process-wide key cache. Required.
+	Keys *jwks.Cache
+	// Clock returns the current time; time.Now when nil.
+	Clock func() time.Time
+	// Logger receives one line per decision at debug and one per deny at info.
+	Logger *zap.Logger
+}
+
+// Policy is a compiled Config. It is safe for concurrent use.
+type Policy struct {
+	r       *rules
+	sources map[string]*jwks.Source // by issuer
+	one     *jwks.Source            // set when exactly one issuer is trusted
+	oneIss  string
+	now     func() time.Time
+	log     *zap.Logger
+	cache   *tokenCache
+	headers headerCache
+	scope   string // required scopes, space-separated, for WWW-Authenticate
+
+	hits, misses atomic.Int64
+}
+
+// Compile validates cfg, applies defaults and registers the key sources in
+// deps.Keys (without fetching). Errors name the offending field.
+func Compile(cfg Config, deps Deps) (*Policy, error) {
+	if deps.Keys == nil {
+		return nil, errors.New("policy: Deps.Keys is required")
+	}
+	r, err := cfg.compileRules()
+	if err != nil {
+		return nil, err
+	}
+	p := &Policy{r: r, sources: map[string]*jwks.Source{}, now: deps.Clock, log: deps.Logger}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.log == nil {
+		p.log = zap.NewNop()
+	}
+	for i, spec := range r.issuers {
+		src, err := deps.Keys.Source(spec)
+		if err != nil {
+			return nil, cfgErr(fmt.Sprintf("issuers[%d]", i), "%v", err)
+		}
+		p.sources[spec.Issuer] = src
+	}
+	if len(r.issuers) == 1 {
+		p.oneIss = r.issuers[0].Issuer
+		p.one = p.sources[p.oneIss]
+	}
+	if r.cacheSize > 0 {
+		p.cache = newTokenCache(r.cacheSize)
+	}
+	p.scope = strings.Join(r.scopes.values, " ")
+	return p, nil
+}
+
+// Sources are the key sources this policy trusts.
+func (p *Policy) Sources() []*jwks.Source {
+	out := make([]*jwks.Source, 0, len(p.sources))
+	for _, iss := range p.r.issuers {
+		out = append(out, p.sources[iss.Issuer])
+	}
+	return out
+}
+
+// Warm fetches the keys of every trusted issuer, returning the first error.
+func (p *Policy) Warm(ctx context.Context) error {
+	var first error
+	for _, s := range p.Sources() {
+		if err := s.Warm(ctx); err != nil && first == nil {
+			first = fmt.Errorf("issuer %s: %w", s.Issuer(), err)
+		}
+	}
+	return first
+}
+
+// CacheStats reports verified-token cache hits and misses.
+func (p *Policy) CacheStats() (hits, misses int64) { return p.hits.Load(), p.misses.Load() }
+
+// Check decides on one bearer token (the bare token, without "Bearer ").
+func (p *Policy) Check(ctx context.Context, token string) Decision {
+	d := p.check(ctx, token)
+	p.logDecision(&d)
+	return d
+}
+
+func (p *Policy) check(ctx context.Context, token string) Decision {
+	if token == "" {
+		return deny(http.StatusUnauthorized, "", ReasonNoToken, "Unauthorized", "no bearer token in the request")
+	}
+	if len(token) > p.r.maxBytes {
+		return invalidToken(ReasonTooLarge, "The access token is too large",
+			fmt.Sprintf("token of %d bytes exceeds max_token_bytes %d", len(token), p.r.maxBytes))
+	}
+	now := p.now().Unix()
+	if p.cache != nil {
+		if e := p.cache.get(token, now); e != nil {
+			if set := e.src.Current(); set != nil {
+				if k, ok := set.Lookup(e.claims.KeyID, e.claims.Algorithm); ok && k == e.key {
+					p.hits.Add(1)
+					return p.checkClaims(e.claims, now, true)
+				}
+			}
+		}
+		p.misses.Add(1)
+	}
+	pt, err := split(token, &p.headers)
+	if err != nil {
+		return invalidToken(ReasonMalformed, "The access token is malformed", err.Error())
+	}
+	h := pt.hdr
+	if reason, detail := checkHeader(h); reason != "" {
+		return invalidToken(reason, "The access token is not acceptable", detail)
+	}
+	if !contains(p.r.algs, h.Alg) {
+		return invalidToken(ReasonAlgorithm, "The access token is not acceptable",
+			fmt.Sprintf("alg %q is not in the allowed algorithms %v", h.Alg, p.r.algs))
+	}
+	claims, err := decodeClaims(pt.payload, h)
+	if err != nil {
+		return invalidToken(ReasonMalformed, "The access token is malformed", err.Error())
+	}
+	src := p.one
+	if claims.Issuer != p.oneIss || src == nil {
+		src = p.sources[claims.Issuer]
+	}
+	if src == nil {
+		return invalidToken(ReasonIssuer, "The access token was issued by an untrusted issuer",
+			fmt.Sprintf("iss %q is not a trusted issuer", claims.Issuer))
+	}
+	key, err := src.Key(ctx, h.Kid, h.Alg)
+	switch {
+	case errors.Is(err, jwks.ErrUnknownKey):
+		return invalidToken(ReasonUnknownKey, "The access token signature cannot be verified",
+			fmt.Sprintf("kid %q is not among the issuer's signature keys (after a refetch, rate-limited)", h.Kid))
+	case err != nil:
+		d := invalidToken(ReasonKeysUnavailable, "The access token signature cannot be verified",
+			fmt.Sprintf("keys of issuer %s unavailable: %v", claims.Issuer, err))
+		return d
+	}
+	if !key.Allows(h.Alg) {
+		return invalidToken(ReasonAlgorithm, "The access token is not acceptable",
+			fmt.Sprintf("alg %q does not fit key %q (alg %q, %T)", h.Alg, key.ID, key.Alg, key.Public))
+	}
+	if err := verifySignature(h.Alg, key, pt.signingInput, pt.sig); err != nil {
+		return invalidToken(ReasonSignature, "The access token signature is invalid",
+			fmt.Sprintf("signature check with kid %q failed: %v", key.ID, err))
+	}
+	d := p.checkClaims(claims, now, false)
+	if p.cache != nil && claims.Expiry > now && d.Reason != ReasonExpired {
+		// Cache every verified token (also those denied for scope/role: the
+		// signature work is done either way; the claim checks rerun on a hit).
+		if d.Allow || d.Status == http.StatusForbidden {
+			p.cache.put(token, &cacheEntry{token: token, claims: claims, key: key, src: src, exp: claims.Expiry})
+		}
+	}
+	return d
+}
+
+// checkClaims applies every claim rule; it is cheap and runs on cache hits too.
+func (p *Policy) checkClaims(c *Claims, now int64, cached bool) Decision {
+	r := p.r
+	if !p.typeAccepted(c) {
+		return invalidToken(ReasonType, "The token is not an access token",
+			fmt.Sprintf("token type not accepted (typ claim %q, header typ %q)", c.Type, c.HeaderType))
+	}
+	if _, ok := p.sources[c.Issuer]; !ok {
+		return invalidToken(ReasonIssuer, "The access token was issued by an untrusted issuer",
+			fmt.Sprintf("iss %q is not a trusted issuer", c.Issuer))
+	}
+	if now >= c.Expiry+r.leeway {
+		return invalidToken(ReasonExpired, "The access token expired",
+			fmt.Sprintf("exp %d is past (now %d, leeway %ds)", c.Expiry, now, r.leeway))
+	}
+	if c.NotBefore != 0 && c.NotBefore > now+r.leeway {
+		return invalidToken(ReasonNotYetValid, "The access token is not valid yet",
+			fmt.Sprintf("nbf %d is in the future (now %d, leeway %ds)", c.NotBefore, now, r.leeway))
+	}
+	if c.IssuedAt != 0 && c.IssuedAt > now+r.leeway {
+		return invalidToken(ReasonIssuedInFuture, "The access token is not valid yet",
+			fmt.Sprintf("iat %d is in the future (now %d, leeway %ds)", c.IssuedAt, now, r.leeway))
+	}
+	if !intersects(c.Audience, r.audiences) {
+		return invalidToken(ReasonAudience, "The access token is not meant for this API",
+			fmt.Sprintf("aud %v contains none of %v", c.Audience, r.audiences))
+	}
+	if len(r.clients) > 0 && !contains(r.clients, c.ClientID()) {
+		return invalidToken(ReasonClient, "The client is not allowed to call this API",
+			fmt.Sprintf("client %q is not in allowed_clients", c.ClientID()))
+	}
+	if !r.scopes.satisfiedBy(c.Scopes) {
+		d := deny(http.StatusForbidden, ErrInsufficientScope, ReasonScope, "The access token lacks a required scope",
+			fmt.Sprintf("scopes %v do not satisfy %s of %v", c.Scopes, matchName(r.scopes.any), r.scopes.values))
+		d.Scope, d.Claims = p.scope, c
+		return d
+	}
+	if !r.realmRoles.satisfiedBy(c.RealmRoles) {
+		d := deny(http.StatusForbidden, ErrInsufficientScope, ReasonRealmRole, "The client lacks a required role",
+			fmt.Sprintf("realm roles %v do not satisfy %s of %v", c.RealmRoles, matchName(r.realmRoles.any), r.realmRoles.values))
+		d.Claims = c
+		return d
+	}
+	if len(r.clientRoles) > 0 && !p.clientRolesOK(c) {
+		d := deny(http.StatusForbidden, ErrInsufficientScope, ReasonClientRole, "The client lacks a required role",
+			fmt.Sprintf("client roles %v do not satisfy %s of %v", c.ClientRoles, matchName(r.clientAny), r.clientRoles))
+		d.Claims = c
+		return d
+	}
+	return allow(c, cached)
+}
+
+func (p *Policy) typeAccepted(c *Claims) bool {
+	if p.r.acceptATJWT && (strings.EqualFold(c.HeaderType, "at+jwt") || strings.EqualFold(c.HeaderType, "application/at+jwt")) {
+		return true
+	}
+	return p.r.acceptBearer && c.Type == TypeBearer
+}
+
+func (p *Policy) clientRolesOK(c *Claims) bool {
+	for _, cr := range p.r.clientRoles {
+		found := contains(c.ClientRoles[cr.client], cr.role)
+		if p.r.clientAny && found {
+			return true
+		}
+		if !p.r.clientAny && !found {
+			return false
+		}
+	}
+	return !p.r.clientAny
+}
+
+func intersects(have, want []string) bool {
+	for _, h := range have {
+		if contains(want, h) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchName(any bool) string {
+	if any {
+		return MatchAny
+	}
+	return MatchAll
+}
+
+func (p *Policy) logDecision(d *Decision) {
+	lvl := zapcore.DebugLevel
+	msg := "token allowed"
+	if !d.Allow {
+		lvl, msg = zapcore.InfoLevel, "token denied"
+	}
+	ce := p.log.Check(lvl, msg)
+	if ce == nil {
+		return
+	}
+	fields := []zap.Field{zap.Int("status", d.Status), zap.String("reason", d.Reason), zap.Bool("cached", d.CachedResult)}
+	if d.Detail != "" {
+		fields = append(fields, zap.String("detail", d.Detail))
+	}
+	if c := d.Claims; c != nil {
+		fields = append(fields, zap.String("client_id", c.ClientID()), zap.String("iss", c.Issuer),
+			zap.String("kid", c.KeyID), zap.String("jti", c.ID))
+	}
+	ce.Write(fields...)
+}

@@ -1,0 +1,370 @@
+package policy
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"strings"
+	"sync"
+
+	"github.com/keycloak-jwt/keycloak-jwt/jwks"
+)
+
+// header is the protected JOSE header of a compact JWS.
+type header struct {
+	Alg  string          `json:"alg"`
+	Kid  string          `json:"kid"`
+	Typ  string          `json:"typ"`
+	Cty  string          `json:"cty"`
+	Crit json.RawMessage `json:"crit"`
+	B64  json.RawMessage `json:"b64"`
+	Zip  json.RawMessage `json:"zip"`
+	Enc  json.RawMessage `json:"enc"`
+	// Key-carrying headers: never trusted, their presence alone is refused.
+	Jku json.RawMessage `json:"jku"`
+	X5u json.RawMessage `json:"x5u"`
+	Jwk json.RawMessage `json:"jwk"`
+	X5c json.RawMessage `json:"x5c"`
+}
+
+// parsed is a compact JWS split and decoded, not yet verified.
+type parsed struct {
+	hdr          *header
+	signingInput string
+	payload      []byte
+	sig          []byte
+}
+
+var errFormat = errors.New("not a compact JWS")
+
+// b64 is strict base64url without padding (RFC 7515 §2): '=' padding and
+// non-zero trailing bits are refused, so one token has one encoding.
+var b64 = base64.RawURLEncoding.Strict()
+
+// split decodes a compact JWS. Headers repeat across the tokens of one
+// realm, so decoded headers are kept in hc (bounded) when hc is not nil.
+func split(token string, hc *headerCache) (*parsed, error) {
+	first := strings.IndexByte(token, '.')
+	last := strings.LastIndexByte(token, '.')
+	if first <= 0 || last == first || last == len(token)-1 {
+		return nil, fmt.Errorf("%w: want three non-empty dot-separated parts", errFormat)
+	}
+	if strings.IndexByte(token[first+1:last], '.') >= 0 {
+		return nil, fmt.Errorf("%w: more than three parts (encrypted tokens are not accepted)", errFormat)
+	}
+	rawHdr, rawPayload, rawSig := token[:first], token[first+1:last], token[last+1:]
+	h, err := hc.get(rawHdr)
+	if err != nil {
+		return nil, err
+	}
+	p := &parsed{hdr: h, signingInput: token[:last]}
+	if rawPayload == "" {
+		return nil, fmt.Errorf("%w: empty payload", errFormat)
+	}
+	if p.payload, err = b64.DecodeString(rawPayload); err != nil {
+		return nil, fmt.Errorf("%w: payload is not base64url: %w", errFormat, err)
+	}
+	if p.sig, err = b64.DecodeString(rawSig); err != nil {
+		return nil, fmt.Errorf("%w: signature is not base64url: %w", errFormat, err)
+	}
+	return p, nil
+}
+
+func decodeHeader(raw string) (*header, error) {
+	b, err := b64.DecodeString(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: header is not base64url: %w", errFormat, err)
+	}
+	if len(b) == 0 || b[0] != '{' {
+		return nil, fmt.Errorf("%w: header is not a JSON object", errFormat)
+	}
+	h := new(header)
+	if err := strictUnmarshal(b, h); err != nil {
+		return nil, fmt.Errorf("%w: header: %w", errFormat, err)
+	}
+	return h, nil
+}
+
+// strictUnmarshal decodes exactly one JSON value with nothing after it.
+func strictUnmarshal(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}
+
+// headerCache remembers decoded headers by their encoded form. Only headers
+// that passed decoding are kept; it is bounded and reset when full.
+type headerCache struct {
+	mu sync.RWMutex
+	m  map[string]*header
+}
+
+const headerCacheSize = 256
+
+func (c *headerCache) get(raw string) (*header, error) {
+	if c == nil {
+		return decodeHeader(raw)
+	}
+	c.mu.RLock()
+	h, ok := c.m[raw]
+	c.mu.RUnlock()
+	if ok {
+		return h, nil
+	}
+	h, err := decodeHeader(raw)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= headerCacheSize {
+		c.m = make(map[string]*header, headerCacheSize)
+	}
+	c.m[raw] = h
+	c.mu.Unlock()
+	return h, nil
+}
+
+// checkHeader applies the header rules that do not depend on keys.
+func checkHeader(h *header) (reason, detail string) {
+	switch {
+	case len(h.Jku) > 0 || len(h.X5u) > 0 || len(h.Jwk) > 0 || len(h.X5c) > 0:
+		return ReasonBadHeader, "token header carries key material or a key URL (jku/x5u/jwk/x5c); keys come only from the issuer's JWKS"
+	case len(h.Crit) > 0:
+		return ReasonBadHeader, "token header has a crit parameter; no critical extension is supported"
+	case len(h.B64) > 0:
+		return ReasonBadHeader, "token header has b64 (unencoded payload) which is not supported"
+	case len(h.Zip) > 0 || len(h.Enc) > 0:
+		return ReasonBadHeader, "token header has JWE parameters (zip/enc)"
+	case h.Cty != "" && strings.EqualFold(h.Cty, "JWT"):
+		return ReasonBadHeader, "nested JWTs (cty JWT) are not accepted"
+	}
+	return "", ""
+}
+
+// verifySignature checks sig over the signing input with key and alg. The
+// caller has already checked alg against the allow-list and key.Allows(alg).
+func verifySignature(alg string, key *jwks.Key, signingInput string, sig []byte) error {
+	switch pub := key.Public.(type) {
+	case *rsa.PublicKey:
+		h, digest := digestFor(alg, signingInput)
+		if h == 0 {
+			return fmt.Errorf("algorithm %s does not fit an RSA key", alg)
+		}
+		if alg[0] == 'P' {
+			return rsa.VerifyPSS(pub, h, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: h})
+		}
+		return rsa.VerifyPKCS1v15(pub, h, digest, sig)
+	case *ecdsa.PublicKey:
+		h, digest := digestFor(alg, signingInput)
+		if h == 0 {
+			return fmt.Errorf("algorithm %s does not fit an EC key", alg)
+		}
+		size := (pub.Curve.Params().BitSize + 7) / 8
+		if len(sig) != 2*size {
+			return fmt.Errorf("ECDSA signature is %d bytes, want %d", len(sig), 2*size)
+		}
+		r := new(big.Int).SetBytes(sig[:size])
+		s := new(big.Int).SetBytes(sig[size:])
+		if !ecdsa.Verify(pub, digest, r, s) {
+			return errors.New("ECDSA verification failed")
+		}
+		return nil
+	case ed25519.PublicKey:
+		if len(sig) != ed25519.SignatureSize || !ed25519.Verify(pub, []byte(signingInput), sig) {
+			return errors.New("Ed25519 verification failed")
+		}
+		return nil
+	}
+	return fmt.Errorf("unsupported key type %T", key.Public)
+}
+
+func digestFor(alg, input string) (crypto.Hash, []byte) {
+	switch alg {
+	case "RS256", "PS256", "ES256":
+		d := sha256.Sum256([]byte(input))
+		return crypto.SHA256, d[:]
+	case "RS384", "PS384", "ES384":
+		d := sha512.Sum384([]byte(input))
+		return crypto.SHA384, d[:]
+	case "RS512", "PS512", "ES512":
+		d := sha512.Sum512([]byte(input))
+		return crypto.SHA512, d[:]
+	}
+	return 0, nil
+}
+
+// numericDate is a JWT NumericDate: a JSON number of seconds. Strings,
+// booleans and non-finite values are refused.
+type numericDate struct {
+	set bool
+	sec int64
+}
+
+func (n *numericDate) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return errors.New("date claim is null")
+	}
+	f, err := parseJSONNumber(b)
+	if err != nil {
+		return err
+	}
+	if math.IsNaN(f) || f > math.MaxInt64/2 || f < -math.MaxInt64/2 {
+		return errors.New("date claim out of range")
+	}
+	n.set = true
+	n.sec = int64(math.Floor(f))
+	return nil
+}
+
+func parseJSONNumber(b []byte) (float64, error) {
+	if len(b) == 0 || (b[0] != '-' && (b[0] < '0' || b[0] > '9')) {
+		return 0, fmt.Errorf("date claim must be a number, got %.20s", b)
+	}
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return 0, err
+	}
+	return f, nil
+}
+
+// audience is "aud": a string or an array of strings.
+type audience []string
+
+func (a *audience) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*a = audience{s}
+		return nil
+	}
+	if len(b) > 0 && b[0] == '[' {
+		var l []string
+		if err := json.Unmarshal(b, &l); err != nil {
+			return errors.New("aud must be a string or an array of strings")
+		}
+		*a = l
+		return nil
+	}
+	return errors.New("aud must be a string or an array of strings")
+}
+
+type roles struct {
+	Roles []string `json:"roles"`
+}
+
+// wireClaims is the JSON shape of the claims the engine reads.
+type wireClaims struct {
+	Iss            string           `json:"iss"`
+	Sub            string           `json:"sub"`
+	Aud            audience         `json:"aud"`
+	Exp            numericDate      `json:"exp"`
+	Nbf            numericDate      `json:"nbf"`
+	Iat            numericDate      `json:"iat"`
+	Jti            string           `json:"jti"`
+	Typ            string           `json:"typ"`
+	Azp            string           `json:"azp"`
+	ClientIDStd    string           `json:"client_id"`
+	Scope          string           `json:"scope"`
+	Scp            []string         `json:"scp"`
+	RealmAccess    roles            `json:"realm_access"`
+	ResourceAccess map[string]roles `json:"resource_access"`
+}
+
+// Claims are the verified claims of an access token. They are immutable
+// once built and may be shared between goroutines.
+type Claims struct {
+	Issuer          string
+	Subject         string
+	Audience        []string
+	Expiry          int64 // Unix seconds
+	NotBefore       int64 // 0 when absent
+	IssuedAt        int64 // 0 when absent
+	ID              string
+	Type            string // the "typ" claim (Keycloak: "Bearer")
+	AuthorizedParty string // "azp"
+	ClientIDClaim   string // "client_id" (RFC 9068)
+	Scopes          []string
+	RealmRoles      []string
+	ClientRoles     map[string][]string
+
+	// KeyID and Algorithm are from the verified JOSE header; HeaderType is its "typ".
+	KeyID, Algorithm, HeaderType string
+
+	raw     []byte
+	rawOnce sync.Once
+	rawMap  map[string]any
+}
+
+// ClientID is the stable client identity: azp, else client_id, else sub.
+func (c *Claims) ClientID() string {
+	switch {
+	case c.AuthorizedParty != "":
+		return c.AuthorizedParty
+	case c.ClientIDClaim != "":
+		return c.ClientIDClaim
+	}
+	return c.Subject
+}
+
+// Get returns any claim of the payload by name (decoded lazily, once).
+// Values are JSON-decoded: string, float64, bool, []any, map[string]any.
+func (c *Claims) Get(name string) (any, bool) {
+	c.rawOnce.Do(func() {
+		var m map[string]any
+		if json.Unmarshal(c.raw, &m) == nil {
+			c.rawMap = m
+		}
+	})
+	v, ok := c.rawMap[name]
+	return v, ok
+}
+
+// decodeClaims parses the payload into Claims; type errors are refused.
+func decodeClaims(payload []byte, h *header) (*Claims, error) {
+	if len(payload) == 0 || payload[0] != '{' {
+		return nil, errors.New("payload is not a JSON object")
+	}
+	var w wireClaims
+	if err := strictUnmarshal(payload, &w); err != nil {
+		return nil, fmt.Errorf("claims: %w", err)
+	}
+	c := &Claims{
+		Issuer: w.Iss, Subject: w.Sub, Audience: w.Aud, ID: w.Jti, Type: w.Typ,
+		AuthorizedParty: w.Azp, ClientIDClaim: w.ClientIDStd,
+		Expiry: w.Exp.sec, NotBefore: w.Nbf.sec, IssuedAt: w.Iat.sec,
+		RealmRoles: w.RealmAccess.Roles, KeyID: h.Kid, Algorithm: h.Alg, HeaderType: h.Typ,
+		raw: payload,
+	}
+	if !w.Exp.set {
+		return nil, errors.New(`claims: "exp" is required`)
+	}
+	if w.Scope != "" {
+		c.Scopes = strings.Fields(w.Scope)
+	} else if len(w.Scp) > 0 {
+		c.Scopes = w.Scp
+	}
+	if len(w.ResourceAccess) > 0 {
+		c.ClientRoles = make(map[string][]string, len(w.ResourceAccess))
+		for client, r := range w.ResourceAccess {
+			c.ClientRoles[client] = r.Roles
+		}
+	}
+	return c, nil
+}

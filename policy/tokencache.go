@@ -1,0 +1,89 @@
+package policy
+
+import (
+	"hash/maphash"
+	"sync"
+
+	"github.com/keycloak-jwt/keycloak-jwt/jwks"
+)
+
+// cacheEntry is one verified token. The whole token is kept so a hash
+// collision can never return another token's claims.
+type cacheEntry struct {
+	token  string
+	claims *Claims
+	key    *jwks.Key    // the key that verified it; must still be published on a hit
+	src    *jwks.Source // where key came from
+	exp    int64        // the token's exp: the entry is never used at or after it
+}
+
+const cacheShards = 16
+
+// tokenCache is a bounded map of verified tokens, keyed by a seeded hash of
+// the token. Each shard holds at most size/cacheShards entries; when full,
+// it drops an expired entry if it finds one among a few, else any entry.
+type tokenCache struct {
+	seed   maphash.Seed
+	perCap int
+	shards [cacheShards]struct {
+		mu sync.Mutex
+		m  map[uint64]*cacheEntry
+	}
+}
+
+func newTokenCache(size int) *tokenCache {
+	c := &tokenCache{seed: maphash.MakeSeed(), perCap: max(1, (size+cacheShards-1)/cacheShards)}
+	for i := range c.shards {
+		c.shards[i].m = make(map[uint64]*cacheEntry)
+	}
+	return c
+}
+
+func (c *tokenCache) get(token string, now int64) *cacheEntry {
+	h := maphash.String(c.seed, token)
+	s := &c.shards[h%cacheShards]
+	s.mu.Lock()
+	e := s.m[h]
+	if e != nil && now >= e.exp {
+		delete(s.m, h)
+		e = nil
+	}
+	s.mu.Unlock()
+	if e == nil || e.token != token {
+		return nil
+	}
+	return e
+}
+
+func (c *tokenCache) put(token string, e *cacheEntry) {
+	h := maphash.String(c.seed, token)
+	s := &c.shards[h%cacheShards]
+	s.mu.Lock()
+	if _, ok := s.m[h]; !ok && len(s.m) >= c.perCap {
+		// Look at a few entries (map order is random) and drop the one that
+		// expires first: usually an expired token, never a scan of the shard.
+		victim, soonest, probes := uint64(0), int64(0), 0
+		for k, old := range s.m {
+			if probes == 0 || old.exp < soonest {
+				victim, soonest = k, old.exp
+			}
+			if probes++; probes == 8 {
+				break
+			}
+		}
+		delete(s.m, victim)
+	}
+	s.m[h] = e
+	s.mu.Unlock()
+}
+
+// len is the number of entries (tests and metrics).
+func (c *tokenCache) len() int {
+	n := 0
+	for i := range c.shards {
+		c.shards[i].mu.Lock()
+		n += len(c.shards[i].m)
+		c.shards[i].mu.Unlock()
+	}
+	return n
+}
