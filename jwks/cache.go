@@ -178,6 +178,17 @@ func (s *Source) Status() Status {
 // Current returns the loaded key set (nil before the first good fetch).
 func (s *Source) Current() *KeySet { return s.set.Load() }
 
+// Fresh returns the loaded key set like Current, and starts a background
+// refresh when the set is due for one. Callers that skip Key (a cache of
+// verified tokens) use it so that rotation and removal still take effect.
+func (s *Source) Fresh() *KeySet {
+	set := s.set.Load()
+	if set != nil && !s.cache.now().Before(set.RefreshAt) {
+		s.startFetch(false)
+	}
+	return set
+}
+
 func (s *Source) usable(set *KeySet, now time.Time) bool {
 	return set != nil && now.Before(set.ExpiresAt.Add(s.cfg.MaxStale))
 }

@@ -120,7 +120,7 @@ func (p *Policy) check(ctx context.Context, token string) Decision {
 	now := p.now().Unix()
 	if p.cache != nil {
 		if e := p.cache.get(token, now); e != nil {
-			if set := e.src.Current(); set != nil {
+			if set := e.src.Fresh(); set != nil {
 				if k, ok := set.Lookup(e.claims.KeyID, e.claims.Algorithm); ok && k == e.key {
 					p.hits.Add(1)
 					return p.checkClaims(e.claims, now, true)

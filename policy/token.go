@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -16,6 +15,8 @@ import (
 	"math/big"
 	"strings"
 	"sync"
+
+	"github.com/valyala/fastjson"
 
 	"github.com/keycloak-jwt/keycloak-jwt/jwks"
 )
@@ -95,17 +96,9 @@ func decodeHeader(raw string) (*header, error) {
 	return h, nil
 }
 
-// strictUnmarshal decodes exactly one JSON value with nothing after it.
-func strictUnmarshal(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("trailing data after the JSON value")
-	}
-	return nil
-}
+// strictUnmarshal decodes exactly one JSON value; json.Unmarshal already
+// refuses anything after it.
+func strictUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // headerCache remembers decoded headers by their encoded form. Only headers
 // that passed decoding are kept; it is bounded and reset when full.
@@ -208,85 +201,6 @@ func digestFor(alg, input string) (crypto.Hash, []byte) {
 	return 0, nil
 }
 
-// numericDate is a JWT NumericDate: a JSON number of seconds. Strings,
-// booleans and non-finite values are refused.
-type numericDate struct {
-	set bool
-	sec int64
-}
-
-func (n *numericDate) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return errors.New("date claim is null")
-	}
-	f, err := parseJSONNumber(b)
-	if err != nil {
-		return err
-	}
-	if math.IsNaN(f) || f > math.MaxInt64/2 || f < -math.MaxInt64/2 {
-		return errors.New("date claim out of range")
-	}
-	n.set = true
-	n.sec = int64(math.Floor(f))
-	return nil
-}
-
-func parseJSONNumber(b []byte) (float64, error) {
-	if len(b) == 0 || (b[0] != '-' && (b[0] < '0' || b[0] > '9')) {
-		return 0, fmt.Errorf("date claim must be a number, got %.20s", b)
-	}
-	var f float64
-	if err := json.Unmarshal(b, &f); err != nil {
-		return 0, err
-	}
-	return f, nil
-}
-
-// audience is "aud": a string or an array of strings.
-type audience []string
-
-func (a *audience) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*a = audience{s}
-		return nil
-	}
-	if len(b) > 0 && b[0] == '[' {
-		var l []string
-		if err := json.Unmarshal(b, &l); err != nil {
-			return errors.New("aud must be a string or an array of strings")
-		}
-		*a = l
-		return nil
-	}
-	return errors.New("aud must be a string or an array of strings")
-}
-
-type roles struct {
-	Roles []string `json:"roles"`
-}
-
-// wireClaims is the JSON shape of the claims the engine reads.
-type wireClaims struct {
-	Iss            string           `json:"iss"`
-	Sub            string           `json:"sub"`
-	Aud            audience         `json:"aud"`
-	Exp            numericDate      `json:"exp"`
-	Nbf            numericDate      `json:"nbf"`
-	Iat            numericDate      `json:"iat"`
-	Jti            string           `json:"jti"`
-	Typ            string           `json:"typ"`
-	Azp            string           `json:"azp"`
-	ClientIDStd    string           `json:"client_id"`
-	Scope          string           `json:"scope"`
-	Scp            []string         `json:"scp"`
-	RealmAccess    roles            `json:"realm_access"`
-	ResourceAccess map[string]roles `json:"resource_access"`
-}
-
 // Claims are the verified claims of an access token. They are immutable
 // once built and may be shared between goroutines.
 type Claims struct {
@@ -336,35 +250,145 @@ func (c *Claims) Get(name string) (any, bool) {
 	return v, ok
 }
 
-// decodeClaims parses the payload into Claims; type errors are refused.
+// claimParsers recycles fastjson parsers: the claims of every cold-path
+// token are read with one, which costs a fraction of encoding/json.
+var claimParsers fastjson.ParserPool
+
+// decodeClaims parses the payload into Claims. Claim names match exactly
+// (case-sensitive); a registered claim of the wrong JSON type is refused
+// rather than ignored; unknown claims are left for Get.
 func decodeClaims(payload []byte, h *header) (*Claims, error) {
 	if len(payload) == 0 || payload[0] != '{' {
 		return nil, errors.New("payload is not a JSON object")
 	}
-	var w wireClaims
-	if err := strictUnmarshal(payload, &w); err != nil {
+	parser := claimParsers.Get()
+	defer claimParsers.Put(parser)
+	v, err := parser.ParseBytes(payload)
+	if err != nil {
 		return nil, fmt.Errorf("claims: %w", err)
 	}
-	c := &Claims{
-		Issuer: w.Iss, Subject: w.Sub, Audience: w.Aud, ID: w.Jti, Type: w.Typ,
-		AuthorizedParty: w.Azp, ClientIDClaim: w.ClientIDStd,
-		Expiry: w.Exp.sec, NotBefore: w.Nbf.sec, IssuedAt: w.Iat.sec,
-		RealmRoles: w.RealmAccess.Roles, KeyID: h.Kid, Algorithm: h.Alg, HeaderType: h.Typ,
-		raw: payload,
+	obj, err := v.Object()
+	if err != nil {
+		return nil, errors.New("claims: payload is not a JSON object")
 	}
-	if !w.Exp.set {
+	c := &Claims{KeyID: h.Kid, Algorithm: h.Alg, HeaderType: h.Typ, raw: payload}
+	var hasExp bool
+	var scp []string
+	obj.Visit(func(key []byte, v *fastjson.Value) {
+		if err != nil || v.Type() == fastjson.TypeNull {
+			return
+		}
+		switch string(key) { // compared in place, no allocation
+		case "iss":
+			c.Issuer, err = str("iss", v)
+		case "sub":
+			c.Subject, err = str("sub", v)
+		case "jti":
+			c.ID, err = str("jti", v)
+		case "typ":
+			c.Type, err = str("typ", v)
+		case "azp":
+			c.AuthorizedParty, err = str("azp", v)
+		case "client_id":
+			c.ClientIDClaim, err = str("client_id", v)
+		case "aud":
+			if v.Type() == fastjson.TypeString {
+				var a string
+				a, err = str("aud", v)
+				c.Audience = []string{a}
+			} else {
+				c.Audience, err = strList("aud", v)
+			}
+		case "exp":
+			c.Expiry, err = numericDate("exp", v)
+			hasExp = err == nil
+		case "nbf":
+			c.NotBefore, err = numericDate("nbf", v)
+		case "iat":
+			c.IssuedAt, err = numericDate("iat", v)
+		case "scope":
+			var s string
+			if s, err = str("scope", v); err == nil {
+				c.Scopes = strings.Fields(s)
+			}
+		case "scp":
+			scp, err = strList("scp", v)
+		case "realm_access":
+			c.RealmRoles, err = roleList("realm_access", v)
+		case "resource_access":
+			c.ClientRoles, err = clientRoles(v)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claims: %w", err)
+	}
+	if !hasExp {
 		return nil, errors.New(`claims: "exp" is required`)
 	}
-	if w.Scope != "" {
-		c.Scopes = strings.Fields(w.Scope)
-	} else if len(w.Scp) > 0 {
-		c.Scopes = w.Scp
-	}
-	if len(w.ResourceAccess) > 0 {
-		c.ClientRoles = make(map[string][]string, len(w.ResourceAccess))
-		for client, r := range w.ResourceAccess {
-			c.ClientRoles[client] = r.Roles
-		}
+	if c.Scopes == nil {
+		c.Scopes = scp
 	}
 	return c, nil
+}
+
+func str(name string, v *fastjson.Value) (string, error) {
+	b, err := v.StringBytes()
+	if err != nil {
+		return "", fmt.Errorf("%q must be a string", name)
+	}
+	return string(b), nil
+}
+
+func strList(name string, v *fastjson.Value) ([]string, error) {
+	arr, err := v.Array()
+	if err != nil {
+		return nil, fmt.Errorf("%q must be an array of strings", name)
+	}
+	out := make([]string, len(arr))
+	for i, e := range arr {
+		b, err := e.StringBytes()
+		if err != nil {
+			return nil, fmt.Errorf("%q must be an array of strings", name)
+		}
+		out[i] = string(b)
+	}
+	return out, nil
+}
+
+// numericDate reads a JWT NumericDate: a JSON number of seconds (a
+// fraction is truncated down). Strings and booleans are refused.
+func numericDate(name string, v *fastjson.Value) (int64, error) {
+	f, err := v.Float64()
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f > 1e15 || f < -1e15 {
+		return 0, fmt.Errorf("%q must be a number of seconds", name)
+	}
+	return int64(math.Floor(f)), nil
+}
+
+func roleList(name string, v *fastjson.Value) ([]string, error) {
+	if v.Type() != fastjson.TypeObject {
+		return nil, fmt.Errorf("%q must be an object", name)
+	}
+	r := v.Get("roles")
+	if r == nil || r.Type() == fastjson.TypeNull {
+		return nil, nil
+	}
+	return strList(name+".roles", r)
+}
+
+func clientRoles(v *fastjson.Value) (map[string][]string, error) {
+	obj, err := v.Object()
+	if err != nil {
+		return nil, errors.New(`"resource_access" must be an object`)
+	}
+	out := make(map[string][]string, obj.Len())
+	obj.Visit(func(key []byte, cv *fastjson.Value) {
+		if err != nil {
+			return
+		}
+		var roles []string
+		roles, err = roleList("resource_access."+string(key), cv)
+		out[string(key)] = roles
+	})
+	return out, err
 }

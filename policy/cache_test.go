@@ -1,0 +1,177 @@
+package policy
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/keycloak-jwt/keycloak-jwt/internal/testidp"
+)
+
+func TestTokenCacheHitStillChecksClaims(t *testing.T) {
+	e := newEnv(t, "RS256")
+	read := e.compile(t, func(c *Config) { c.ScopesRequired = []string{"orders:read"} })
+	tok := e.token(t, "reports-job", testidp.WithTTL(2*time.Minute))
+	if d := check(read, tok); !d.Allow || d.CachedResult {
+		t.Fatalf("first check: %+v", d)
+	}
+	if d := check(read, tok); !d.Allow || !d.CachedResult {
+		t.Fatalf("second check should be a cache hit: %+v", d)
+	}
+	if h, _ := read.CacheStats(); h != 1 {
+		t.Fatalf("hits = %d", h)
+	}
+	// Just before exp: still fine. At exp: the cache must not answer, and the
+	// cold path applies the leeway; past exp+leeway it is denied.
+	e.clock.Advance(2*time.Minute - time.Second)
+	if d := check(read, tok); !d.Allow || !d.CachedResult {
+		t.Fatalf("before exp: %+v", d)
+	}
+	e.clock.Advance(time.Second)
+	if d := check(read, tok); !d.Allow || d.CachedResult {
+		t.Fatalf("at exp, within leeway, must be re-verified not cached: %+v", d)
+	}
+	e.clock.Advance(60 * time.Second)
+	if d := check(read, tok); d.Allow || d.Reason != ReasonExpired {
+		t.Fatalf("past exp+leeway: %+v", d)
+	}
+}
+
+func TestTokenCacheDeniedScopeIsRecheckedPerPolicy(t *testing.T) {
+	e := newEnv(t, "RS256")
+	write := e.compile(t, func(c *Config) { c.ScopesRequired = []string{"orders:write"} })
+	tok := e.token(t, "reports-job")
+	for i := 0; i < 3; i++ {
+		if d := check(write, tok); d.Allow || d.Reason != ReasonScope {
+			t.Fatalf("round %d: %+v", i, d)
+		}
+	}
+}
+
+func TestTokenCacheRemovedKey(t *testing.T) {
+	e := newEnv(t, "RS256")
+	p := e.compile(t, nil)
+	old := e.idp.CurrentKid()
+	tok := e.token(t, "orders-service", testidp.WithTTL(time.Hour))
+	if d := check(p, tok); !d.Allow {
+		t.Fatal(d.Detail)
+	}
+	newKid, err := e.idp.RotateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.idp.RemoveKey(old)
+	// Past the JWKS TTL (default max-age=300 from the test IdP): the next
+	// request triggers a background refresh; wait for it.
+	e.clock.Advance(10 * time.Minute)
+	check(p, tok)
+	waitFor(t, func() bool {
+		ids := e.keys.Sources()[0].Current().IDs()
+		return len(ids) == 1 && ids[0] == newKid
+	})
+	if d := check(p, tok); d.Allow {
+		t.Fatalf("token of a removed key still allowed (cached=%v)", d.CachedResult)
+	}
+	if d := check(p, e.token(t, "orders-service")); !d.Allow {
+		t.Fatalf("token of the new key: %s", d.Detail)
+	}
+}
+
+func TestTokenCacheBounded(t *testing.T) {
+	e := newEnv(t, "EdDSA")
+	size := 64
+	p := e.compile(t, func(c *Config) { c.TokenCacheSize = &size; c.Algorithms = []string{"EdDSA"} })
+	for i := 0; i < 1000; i++ {
+		tok := e.token(t, "orders-service", testidp.WithClaim("n", i))
+		if d := check(p, tok); !d.Allow {
+			t.Fatal(d.Detail)
+		}
+	}
+	if n := p.cache.len(); n > size || n < size/2 {
+		t.Fatalf("cache holds %d entries, bound %d", n, size)
+	}
+}
+
+func TestTokenCacheOff(t *testing.T) {
+	e := newEnv(t, "RS256")
+	zero := 0
+	p := e.compile(t, func(c *Config) { c.TokenCacheSize = &zero })
+	tok := e.token(t, "orders-service")
+	for i := 0; i < 2; i++ {
+		if d := check(p, tok); !d.Allow || d.CachedResult {
+			t.Fatalf("%+v", d)
+		}
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestExtractToken(t *testing.T) {
+	cases := []struct {
+		name   string
+		c      Credentials
+		token  string
+		status int
+		reason string
+	}{
+		{"bearer", Credentials{Authorization: []string{"Bearer abc.def.ghi"}}, "abc.def.ghi", 0, ""},
+		{"case-insensitive scheme", Credentials{Authorization: []string{"bearer abc"}}, "abc", 0, ""},
+		{"extra spaces", Credentials{Authorization: []string{"  Bearer   abc  "}}, "abc", 0, ""},
+		{"b64token padding", Credentials{Authorization: []string{"Bearer ab+/c=="}}, "ab+/c==", 0, ""},
+		{"none", Credentials{}, "", 401, ReasonNoToken},
+		{"basic only", Credentials{Authorization: []string{"Basic dXNlcjpwYXNz"}}, "", 401, ReasonNoToken},
+		{"empty bearer", Credentials{Authorization: []string{"Bearer"}}, "", 400, ReasonMalformedHeader},
+		{"bearer with space inside", Credentials{Authorization: []string{"Bearer a b"}}, "", 400, ReasonMalformedHeader},
+		{"bearer with comma list", Credentials{Authorization: []string{"Bearer a, Bearer b"}}, "", 400, ReasonMalformedHeader},
+		{"bad character", Credentials{Authorization: []string{"Bearer a\"b"}}, "", 400, ReasonMalformedHeader},
+		{"padding in the middle", Credentials{Authorization: []string{"Bearer a=b"}}, "", 400, ReasonMalformedHeader},
+		{"two headers", Credentials{Authorization: []string{"Bearer a", "Bearer b"}}, "", 400, ReasonMultipleTokens},
+		{"header and query", Credentials{Authorization: []string{"Bearer a"}, Query: []string{"b"}}, "", 400, ReasonMultipleTokens},
+		{"query only", Credentials{Query: []string{"q.r.s"}}, "q.r.s", 0, ""},
+		{"cookie only", Credentials{Cookie: []string{"c"}}, "c", 0, ""},
+		{"bad query", Credentials{Query: []string{"a b"}}, "", 400, ReasonMalformedHeader},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tok, d := ExtractToken(tc.c)
+			if tc.status == 0 {
+				if d != nil || tok != tc.token {
+					t.Fatalf("got %q %+v, want %q", tok, d, tc.token)
+				}
+				return
+			}
+			if d == nil || d.Status != tc.status || d.Reason != tc.reason || d.Allow {
+				t.Fatalf("got %q %+v, want %d %s", tok, d, tc.status, tc.reason)
+			}
+			if tc.status == 401 && d.Error != "" {
+				t.Fatal("a request without a token gets no error code (RFC 6750 §3.1)")
+			}
+			if tc.status == 400 && d.Error != ErrInvalidRequest {
+				t.Fatal("400 must carry invalid_request")
+			}
+		})
+	}
+}
+
+func TestWWWAuthenticate(t *testing.T) {
+	d := Decision{Status: 401}
+	if got := d.WWWAuthenticate("api"); got != `Bearer realm="api"` {
+		t.Fatal(got)
+	}
+	d = Decision{Status: 401, Error: ErrInvalidToken, Message: `bad "quoted"` + "\n"}
+	if got := d.WWWAuthenticate(""); got != `Bearer error="invalid_token", error_description="bad quoted"` {
+		t.Fatal(got)
+	}
+	if got := string(d.Body()); got != fmt.Sprintf(`{"message":%q}`, `bad "quoted"`+"\n") {
+		t.Fatal(got)
+	}
+}
