@@ -213,23 +213,23 @@ func (s *Source) Key(ctx context.Context, kid, alg string) (*Key, error) {
 		s.startFetch(false)
 	}
 	if !s.usable(set, now) {
-		if err := s.fetchAndWait(ctx, false); err != nil {
+		err := s.fetchAndWait(ctx, false)
+		// Another caller's fetch may have succeeded meanwhile: look again.
+		if set = s.set.Load(); !s.usable(set, s.cache.now()) {
+			if err == nil {
+				err = errors.New("no usable key set")
+			}
 			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
-		set = s.set.Load()
-		if !s.usable(set, s.cache.now()) {
-			return nil, ErrUnavailable
 		}
 	}
 	if k, ok := set.Lookup(kid, alg); ok {
 		return k, nil
 	}
-	// Unknown kid: maybe the issuer rotated. Refetch, rate-limited.
-	if err := s.fetchAndWait(ctx, false); err == nil {
-		set = s.set.Load()
-		if k, ok := set.Lookup(kid, alg); ok {
-			return k, nil
-		}
+	// Unknown kid: maybe the issuer rotated. Refetch (rate-limited, shared
+	// with concurrent callers), then look in whatever set is current.
+	_ = s.fetchAndWait(ctx, false)
+	if k, ok := s.set.Load().Lookup(kid, alg); ok {
+		return k, nil
 	}
 	return nil, ErrUnknownKey
 }
