@@ -298,9 +298,9 @@ func (s *Source) fetch(done chan struct{}) {
 			s.log.Error("JWKS fetch failed; no usable keys, tokens of this issuer are denied", zap.Error(err))
 		}
 	} else {
-		s.set.Store(set)
+		first := s.set.Swap(set) == nil
 		lvl := s.log.Debug
-		if len(set.Skipped) > 0 {
+		if first {
 			lvl = s.log.Info
 		}
 		lvl("JWKS loaded", zap.Strings("kids", set.IDs()), zap.Strings("skipped", set.Skipped),

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func write(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "kong.yml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const valid = `
+_format_version: "3.0"
+services:
+  - name: orders
+    url: http://echo:8080
+    plugins:
+      - name: keycloak-jwt
+        config:
+          issuers: [{issuer: "http://localhost:8080/realms/demo", jwks_uri: "http://keycloak:8080/realms/demo/protocol/openid-connect/certs"}]
+          audiences: [orders-api]
+    routes:
+      - name: orders-write
+        paths: [/orders]
+        methods: [POST]
+        plugins:
+          - name: keycloak-jwt
+            config:
+              issuers: [{issuer: "http://localhost:8080/realms/demo"}]
+              audiences: [orders-api]
+              scopes_required: [orders:write]
+          - name: rate-limiting
+            config: {minute: 5}
+`
+
+func TestLint(t *testing.T) {
+	cases := []struct {
+		name, doc string
+		args      []string
+		status    int
+		stderr    []string
+		stdout    string
+	}{
+		{"valid", valid, nil, 0, nil, "2 keycloak-jwt plugin entries checked, 0 invalid"},
+		{"unknown field", strings.Replace(valid, "scopes_required:", "scope_required:", 1), nil, 1,
+			[]string{`services[0] "orders" > routes[0] "orders-write" > plugins[0]`, `unknown field "scope_required"`}, ""},
+		{"HS256", strings.Replace(valid, "audiences: [orders-api]\n    routes", "audiences: [orders-api]\n          algorithms: [HS256]\n    routes", 1), nil, 1,
+			[]string{`services[0] "orders" > plugins[0]: error: algorithms[0]`}, ""},
+		{"no audience", strings.Replace(valid, "              audiences: [orders-api]\n", "", 1), nil, 1, []string{"audiences: at least one audience is required"}, ""},
+		{"missing key file", valid + `plugins:
+  - name: keycloak-jwt
+    config:
+      issuers: [{issuer: "https://sso/realms/x"}]
+      audiences: [a]
+      upstream_jwt: {enabled: true, issuer: gw, audience: up, private_key_file: /nonexistent/key.pem}
+`, nil, 1, []string{"plugins[0]: error: upstream_jwt.private_key_file"}, ""},
+		{"missing key file ignored", valid + `plugins:
+  - name: keycloak-jwt
+    config:
+      issuers: [{issuer: "https://sso/realms/x"}]
+      audiences: [a]
+      upstream_jwt: {enabled: true, issuer: gw, audience: up, private_key_file: /nonexistent/key.pem}
+`, []string{"-ignore-missing-keys"}, 0, []string{"warning: upstream_jwt.private_key_file"}, "3 keycloak-jwt"},
+		{"not yaml", "services: [", nil, 2, []string{"not YAML"}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			status := run(append(tc.args, write(t, tc.doc)), &out, &errb)
+			if status != tc.status {
+				t.Fatalf("status %d, want %d\nstdout %s\nstderr %s", status, tc.status, out.String(), errb.String())
+			}
+			for _, s := range tc.stderr {
+				if !strings.Contains(errb.String(), s) {
+					t.Errorf("stderr lacks %q:\n%s", s, errb.String())
+				}
+			}
+			if !strings.Contains(out.String(), tc.stdout) {
+				t.Errorf("stdout %q lacks %q", out.String(), tc.stdout)
+			}
+		})
+	}
+	if run(nil, &bytes.Buffer{}, &bytes.Buffer{}) != 2 {
+		t.Fatal("no file: want 2")
+	}
+}

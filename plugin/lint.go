@@ -1,0 +1,141 @@
+package plugin
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/keycloak-jwt/keycloak-jwt/jwks"
+	"github.com/keycloak-jwt/keycloak-jwt/policy"
+)
+
+// Name is the plugin name Kong knows it by.
+const Name = "keycloak-jwt"
+
+// Finding is one problem of one keycloak-jwt plugin entry in a declarative file.
+type Finding struct {
+	// Where locates the plugin entry, e.g. `services[0] "orders" > routes[1] "orders-write"`.
+	Where string
+	// Err is what is wrong; a *policy.ConfigError names the field.
+	Err error
+	// Warning findings do not fail the check.
+	Warning bool
+}
+
+func (f Finding) String() string {
+	kind := "error"
+	if f.Warning {
+		kind = "warning"
+	}
+	return fmt.Sprintf("%s: %s: %v", f.Where, kind, f.Err)
+}
+
+// LintOptions tune Lint.
+type LintOptions struct {
+	// IgnoreMissingKeys downgrades an unreadable upstream_jwt private key
+	// (file or environment variable absent on the machine running the check)
+	// to a warning: the key usually exists only inside the gateway.
+	IgnoreMissingKeys bool
+}
+
+// Lint validates every keycloak-jwt plugin entry of a Kong declarative
+// configuration (YAML or JSON) with the plugin's own Compile, since Kong
+// cannot validate a Go plugin's config beyond its types. It returns how many
+// entries it checked and what it found.
+func Lint(doc []byte, opts LintOptions) (int, []Finding, error) {
+	js, err := yaml.YAMLToJSON(doc)
+	if err != nil {
+		return 0, nil, fmt.Errorf("not YAML or JSON: %w", err)
+	}
+	var root map[string]any
+	if err := json.Unmarshal(js, &root); err != nil {
+		return 0, nil, fmt.Errorf("the declarative configuration must be a mapping: %w", err)
+	}
+	if root == nil {
+		return 0, nil, errors.New("empty declarative configuration")
+	}
+	var entries []pluginEntry
+	collect(root, "", &entries)
+	var findings []Finding
+	cache := jwks.NewCache(jwks.Options{}) // never fetched: Compile registers sources only
+	for _, e := range entries {
+		cfg, err := decodeStrict(e.config)
+		if err != nil {
+			findings = append(findings, Finding{Where: e.where, Err: err})
+			continue
+		}
+		if _, err := Compile(cfg, policy.Deps{Keys: cache}); err != nil {
+			var ce *policy.ConfigError
+			warn := opts.IgnoreMissingKeys && errors.As(err, &ce) && strings.HasPrefix(ce.Field, "upstream_jwt.private_key")
+			findings = append(findings, Finding{Where: e.where, Err: err, Warning: warn})
+		}
+	}
+	return len(entries), findings, nil
+}
+
+type pluginEntry struct {
+	where  string
+	config json.RawMessage
+}
+
+// collect walks the entity collections that may carry plugins.
+func collect(node map[string]any, where string, out *[]pluginEntry) {
+	if plugins, ok := node["plugins"].([]any); ok {
+		for i, p := range plugins {
+			pm, ok := p.(map[string]any)
+			if !ok || pm["name"] != Name {
+				continue
+			}
+			if enabled, ok := pm["enabled"].(bool); ok && !enabled {
+				continue
+			}
+			cfg, _ := json.Marshal(pm["config"])
+			*out = append(*out, pluginEntry{where: join(where, fmt.Sprintf("plugins[%d]", i)), config: cfg})
+		}
+	}
+	for _, coll := range []string{"services", "routes", "consumers", "consumer_groups"} {
+		list, ok := node[coll].([]any)
+		if !ok {
+			continue
+		}
+		for i, item := range list {
+			m, ok := item.(map[string]any)
+			if !ok {
+				continue
+			}
+			label := fmt.Sprintf("%s[%d]", coll, i)
+			if name, ok := m["name"].(string); ok {
+				label += fmt.Sprintf(" %q", name)
+			} else if name, ok := m["username"].(string); ok {
+				label += fmt.Sprintf(" %q", name)
+			}
+			collect(m, join(where, label), out)
+		}
+	}
+}
+
+func join(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + " > " + b
+}
+
+// decodeStrict decodes a plugin config as Kong would accept it: unknown
+// fields are errors (Kong's schema refuses them too).
+func decodeStrict(raw json.RawMessage) (*Config, error) {
+	cfg := &Config{}
+	if len(raw) == 0 || string(raw) == "null" {
+		return cfg, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(cfg); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,275 @@
+package plugin
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/Kong/go-pdk"
+	"github.com/Kong/go-pdk/client"
+	"github.com/Kong/go-pdk/entities"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/keycloak-jwt/keycloak-jwt/jwks"
+	"github.com/keycloak-jwt/keycloak-jwt/policy"
+)
+
+// Version of the plugin, reported to Kong.
+const Version = "0.1.0"
+
+// Priority places the plugin among Kong's authentication plugins: just
+// after Kong's own jwt plugin (1450) and before oauth2 (1400), key-auth
+// (1250) and everything that needs an authenticated consumer (acl 950,
+// rate-limiting 910, request-transformer 801).
+const Priority = 1440
+
+// maxHeaders bounds kong.request.get_headers (Kong's own limit is 1000).
+const maxHeaders = 200
+
+// Process-wide state shared by every plugin instance of this plugin server:
+// one JWKS cache (so N instances naming one realm fetch its keys once) and
+// one logger (stderr, which Kong copies into its error log).
+var (
+	logger = newLogger()
+	keys   = jwks.NewCache(jwks.Options{Logger: logger})
+)
+
+func newLogger() *zap.Logger {
+	lvl := zapcore.InfoLevel
+	if v := os.Getenv("KEYCLOAK_JWT_LOG_LEVEL"); v != "" {
+		if l, err := zapcore.ParseLevel(v); err == nil {
+			lvl = l
+		}
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.Sampling = nil
+	cfg.DisableStacktrace = true
+	cfg.OutputPaths = []string{"stderr"}
+	l, err := cfg.Build()
+	if err != nil {
+		return zap.NewNop()
+	}
+	return l.Named("keycloak-jwt")
+}
+
+// New is the constructor go-pdk calls for each plugin instance.
+func New() interface{} { return &Config{} }
+
+// instance compiles the configuration once. On error every request of this
+// instance is denied (fail closed) and the error is logged once.
+func (c *Config) instance() (*Instance, error) {
+	c.once.Do(func() {
+		c.inst, c.err = Compile(c, policy.Deps{Keys: keys, Logger: logger})
+		if c.err != nil {
+			logger.Error("invalid keycloak-jwt configuration: every request on this route is denied with 500",
+				zap.Error(c.err))
+			return
+		}
+		// Fetch the realm keys now, so the first request rarely waits.
+		go func(p *policy.Policy) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_ = p.Warm(ctx)
+		}(c.inst.policy)
+	})
+	return c.inst, c.err
+}
+
+// Access runs in Kong's access phase for every request on the route.
+func (c *Config) Access(kong *pdk.PDK) {
+	inst, err := c.instance()
+	if err != nil {
+		exit(kong, policy.Misconfigured(err), "")
+		return
+	}
+	inst.access(kong)
+}
+
+func (inst *Instance) access(kong *pdk.PDK) {
+	if inst.signer != nil && inst.signer.JWKSPath() != "" {
+		if path, err := kong.Request.GetPath(); err == nil && path == inst.signer.JWKSPath() {
+			kong.Response.Exit(http.StatusOK, inst.signer.JWKS(), map[string][]string{
+				"Content-Type": {"application/jwk-set+json"}, "Cache-Control": {"max-age=300"}})
+			return
+		}
+	}
+	in, err := kong.Request.GetHeaders(maxHeaders)
+	if err != nil {
+		logger.Error("kong.request.get_headers failed", zap.Error(err))
+		exit(kong, policy.Misconfigured(err), "")
+		return
+	}
+	creds := policy.Credentials{}
+	for _, n := range inst.headerNames {
+		creds.Authorization = append(creds.Authorization, in[n]...)
+	}
+	if len(inst.cookieNames) > 0 {
+		creds.Cookie = cookieValues(in["cookie"], inst.cookieNames)
+	}
+	if len(inst.uriParamNames) > 0 {
+		q, err := kong.Request.GetQuery(100)
+		if err == nil {
+			for _, n := range inst.uriParamNames {
+				creds.Query = append(creds.Query, q[n]...)
+			}
+		}
+	}
+	var d policy.Decision
+	if tok, deny := policy.ExtractToken(creds); deny != nil {
+		d = *deny
+	} else {
+		d = inst.policy.Check(context.Background(), tok)
+	}
+	out := make(map[string][]string, 8)
+	switch {
+	case d.Allow:
+		if inst.mapping {
+			if !inst.mapConsumer(kong, &d, out) {
+				return
+			}
+		}
+		for _, kv := range inst.headers.Values(&d) {
+			out[kv[0]] = []string{kv[1]}
+		}
+		if inst.signer != nil {
+			tok, err := inst.signer.Sign(&d)
+			if err != nil {
+				logger.Error("signing the upstream JWT failed", zap.Error(err))
+				exit(kong, policy.Misconfigured(err), "")
+				return
+			}
+			out[inst.signer.Header()] = []string{tok}
+		}
+	case inst.anonymous != "" && (d.Status == http.StatusUnauthorized || d.Status == http.StatusBadRequest):
+		if !inst.setAnonymous(kong, out) {
+			return
+		}
+	default:
+		exit(kong, d, inst.realm)
+		return
+	}
+	inst.forward(kong, in, out)
+}
+
+// forward removes client-supplied copies of every header the plugin owns
+// that it is not setting now, then writes all upstream headers in one call.
+func (inst *Instance) forward(kong *pdk.PDK, in map[string][]string, out map[string][]string) {
+	setting := make(map[string]bool, len(out))
+	for k := range out {
+		setting[strings.ToLower(k)] = true
+	}
+	for _, n := range inst.strip {
+		if _, present := in[n]; present && !setting[n] {
+			_ = kong.ServiceRequest.ClearHeader(n)
+		}
+	}
+	if inst.headers.StripAuthorization() {
+		for _, n := range inst.headerNames {
+			if _, present := in[n]; present {
+				_ = kong.ServiceRequest.ClearHeader(n)
+			}
+		}
+	}
+	if len(out) > 0 {
+		if err := kong.ServiceRequest.SetHeaders(out); err != nil {
+			logger.Error("kong.service.request.set_headers failed", zap.Error(err))
+			exit(kong, policy.Misconfigured(err), "")
+		}
+	}
+}
+
+// mapConsumer finds the Kong consumer for the client (by id or username,
+// as kong.client.load_consumer does) and authenticates it. It returns false
+// when it has answered the request itself.
+func (inst *Instance) mapConsumer(kong *pdk.PDK, d *policy.Decision, out map[string][]string) bool {
+	var key string
+	if inst.consumerClaim == DefaultConsumerClaim {
+		key = d.ClientID()
+	} else if v, ok := d.Claims.Get(inst.consumerClaim); ok {
+		key, _ = v.(string)
+	}
+	if key != "" {
+		consumer, err := kong.Client.LoadConsumer(key, true)
+		if err == nil && consumer.Id != "" {
+			cred := client.AuthenticatedCredential{Id: d.ClientID(), ConsumerId: consumer.Id}
+			if err := kong.Client.Authenticate(&consumer, &cred); err != nil {
+				logger.Error("kong.client.authenticate failed", zap.Error(err))
+				exit(kong, policy.Misconfigured(err), "")
+				return false
+			}
+			consumerHeaders(out, &consumer, d.ClientID())
+			return true
+		}
+	}
+	if inst.optional {
+		return true
+	}
+	logger.Info("token valid but no Kong consumer matches", zap.String("claim", inst.consumerClaim),
+		zap.String("value", key), zap.String("client_id", d.ClientID()))
+	if inst.anonymous != "" {
+		return inst.setAnonymous(kong, out)
+	}
+	deny := policy.Decision{Status: http.StatusUnauthorized, Error: policy.ErrInvalidToken,
+		Reason: "no_consumer", Message: "The client is not registered at this gateway"}
+	exit(kong, deny, inst.realm)
+	return false
+}
+
+// setAnonymous authenticates the configured anonymous consumer, as Kong's
+// own authentication plugins do when authentication fails.
+func (inst *Instance) setAnonymous(kong *pdk.PDK, out map[string][]string) bool {
+	consumer, err := kong.Client.LoadConsumer(inst.anonymous, true)
+	if err != nil || consumer.Id == "" {
+		logger.Error("the anonymous consumer does not exist", zap.String("anonymous", inst.anonymous), zap.Error(err))
+		exit(kong, policy.Misconfigured(err), "")
+		return false
+	}
+	if err := kong.Client.Authenticate(&consumer, nil); err != nil {
+		logger.Error("kong.client.authenticate failed", zap.Error(err))
+		exit(kong, policy.Misconfigured(err), "")
+		return false
+	}
+	consumerHeaders(out, &consumer, "")
+	out[HeaderAnonymous] = []string{"true"}
+	return true
+}
+
+func consumerHeaders(out map[string][]string, c *entities.Consumer, credential string) {
+	out[HeaderConsumerID] = []string{c.Id}
+	if c.CustomId != "" {
+		out[HeaderConsumerCustomID] = []string{c.CustomId}
+	}
+	if c.Username != "" {
+		out[HeaderConsumerUsername] = []string{c.Username}
+	}
+	if credential != "" {
+		out[HeaderCredential] = []string{credential}
+	}
+}
+
+// exit answers a denied request: RFC 6750 challenge plus Kong's JSON body.
+func exit(kong *pdk.PDK, d policy.Decision, realm string) {
+	h := map[string][]string{"Content-Type": {"application/json; charset=utf-8"}}
+	if d.Status == http.StatusUnauthorized || d.Status == http.StatusForbidden || d.Status == http.StatusBadRequest {
+		h["WWW-Authenticate"] = []string{d.WWWAuthenticate(realm)}
+	}
+	kong.Response.Exit(d.Status, d.Body(), h)
+}
+
+// cookieValues extracts the named cookies from Cookie header values.
+func cookieValues(headers []string, names []string) []string {
+	var out []string
+	for _, h := range headers {
+		for _, part := range strings.Split(h, ";") {
+			k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if ok && contains(names, k) {
+				out = append(out, strings.Trim(v, `"`))
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,105 @@
+package plugin
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/Kong/go-pdk/test"
+
+	"github.com/keycloak-jwt/keycloak-jwt/internal/testidp"
+	"github.com/keycloak-jwt/keycloak-jwt/policy"
+)
+
+// Unit tests with go-pdk's own test environment (in-process bridge).
+
+func newIdP(t *testing.T) *testidp.IdP {
+	t.Helper()
+	idp, err := testidp.New(testidp.Options{Clients: []testidp.Client{
+		{ID: "orders-service", Secret: "x", Scopes: []string{"orders:read"}, Audience: []string{"orders-api"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(idp.Close)
+	return idp
+}
+
+func cfgFor(t *testing.T, idp *testidp.IdP, extra string) *Config {
+	t.Helper()
+	c := &Config{}
+	raw := `{"issuers":[{"issuer":"` + idp.Issuer() + `"}],"audiences":["orders-api"]` + extra + `}`
+	if err := json.Unmarshal([]byte(raw), c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestPDKAllow(t *testing.T) {
+	idp := newIdP(t)
+	tok, _ := idp.Token("orders-service")
+	env, err := test.New(t, test.Request{Method: "GET", Url: "http://kong/orders",
+		Headers: http.Header{"Authorization": {"Bearer " + tok}, "X-Client-Id": {"forged"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.DoAccess(cfgFor(t, idp, `,"scopes_required":["orders:read"]`))
+	if env.ClientRes.Status != 0 { // 0: the plugin did not answer, the request goes upstream
+		t.Fatalf("denied: status %d %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+	if got := env.ServiceReq.Headers.Get("X-Client-Id"); got != "orders-service" {
+		t.Fatalf("X-Client-Id upstream = %q", got)
+	}
+}
+
+func TestPDKDeny(t *testing.T) {
+	idp := newIdP(t)
+	tok, _ := idp.Token("orders-service")
+	for name, tc := range map[string]struct {
+		hdr    http.Header
+		extra  string
+		status int
+	}{
+		"no token":      {http.Header{}, "", 401},
+		"missing scope": {http.Header{"Authorization": {"Bearer " + tok}}, `,"scopes_required":["orders:write"]`, 403},
+		"misconfigured": {http.Header{"Authorization": {"Bearer " + tok}}, `,"scopes_match":"some"`, 500},
+	} {
+		t.Run(name, func(t *testing.T) {
+			env, err := test.New(t, test.Request{Method: "GET", Url: "http://kong/orders", Headers: tc.hdr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			env.DoAccess(cfgFor(t, idp, tc.extra))
+			if env.ClientRes.Status != tc.status {
+				t.Fatalf("status %d, want %d", env.ClientRes.Status, tc.status)
+			}
+			if tc.status != 500 && env.ClientRes.Headers.Get("WWW-Authenticate") == "" {
+				t.Fatal("no WWW-Authenticate")
+			}
+		})
+	}
+}
+
+func TestCompileNamesFields(t *testing.T) {
+	idp := newIdP(t)
+	for extra, field := range map[string]string{
+		`,"realm":"a\"b"`:                 "realm",
+		`,"header_names":["x y"]`:         "header_names[0]",
+		`,"cookie_names":["a=b"]`:         "cookie_names[0]",
+		`,"uri_param_names":[""]`:         "uri_param_names[0]",
+		`,"header_names":["X-Client-Id"]`: "header_names",
+	} {
+		_, err := Compile(cfgFor(t, idp, extra), policy.Deps{Keys: keys})
+		ce, ok := err.(*policy.ConfigError)
+		if !ok || ce.Field != field {
+			t.Errorf("%s: err %v, want field %s", extra, err, field)
+		}
+	}
+}
+
+func TestCookieValues(t *testing.T) {
+	got := cookieValues([]string{`a=1; token=abc.def; b=2`, `token="q"`}, []string{"token"})
+	if len(got) != 2 || got[0] != "abc.def" || got[1] != "q" {
+		t.Fatalf("%v", got)
+	}
+}
