@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The project's one test command (README: "Run the tests"). Fails on any failure.
+# The project's one test command (README: "Quickstart", step 2; .ci/run runs it).
+# Fails on the first failure. Installs nothing by hand: the interop tests run
+# `npm ci` for the pinned oidc-provider themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export GOFLAGS="${GOFLAGS:-} -mod=mod"
+
+FUZZTIME="${FUZZTIME:-5s}"
 
 echo "== gofmt"
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './node_modules/*'))
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path '*/node_modules/*'))
 if [ -n "$unformatted" ]; then
   echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
@@ -14,4 +17,21 @@ echo "== go vet"
 go vet ./...
 
 echo "== go test -race"
-go test -race -count=1 -timeout 20m ./...
+go test -race -count=1 -timeout 30m ./...
+
+echo "== fuzz (each target ${FUZZTIME})"
+for file in $(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v node_modules | sort); do
+  pkg="./$(dirname "${file#./}")"
+  for target in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | sed 's/^func //'); do
+    echo "-- $pkg $target"
+    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" > /tmp/fuzz.$$ 2>&1 || { cat /tmp/fuzz.$$; exit 1; }
+    tail -n 1 /tmp/fuzz.$$
+  done
+done
+rm -f /tmp/fuzz.$$
+
+echo "== benchmarks (smoke: 100 iterations each; the full run is bash bench/run.sh)"
+go test -run '^$' -bench . -benchtime=100x -count=1 ./... > /tmp/bench.$$ 2>&1 || { cat /tmp/bench.$$; exit 1; }
+grep -E '^(Benchmark|ok|FAIL)' /tmp/bench.$$ || true
+rm -f /tmp/bench.$$
+echo "== all checks passed"
