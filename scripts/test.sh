@@ -17,7 +17,11 @@ echo "== go vet"
 go vet ./...
 
 echo "== go test -race"
-go test -race -count=1 -timeout 30m ./...
+testlog=$(mktemp)
+trap 'rm -f "$testlog"' EXIT
+go test -race -count=1 -timeout 30m ./... 2>&1 | tee "$testlog"
+test "${PIPESTATUS[0]}" -eq 0 || { echo "go test failed"; exit 1; }
+passed=$(grep -c '^ok' "$testlog" || true)
 
 echo "== fuzz (each target ${FUZZTIME})"
 for file in $(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v node_modules | sort); do
@@ -35,3 +39,4 @@ go test -run '^$' -bench . -benchtime=100x -count=1 ./... > /tmp/bench.$$ 2>&1 |
 grep -E '^(Benchmark|ok|FAIL)' /tmp/bench.$$ || true
 rm -f /tmp/bench.$$
 echo "== all checks passed"
+echo "packages: ${passed} passed, 0 failed"
