@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The full performance run (README "Performance", BENCHMARKS.md). Loopback only.
+#   bash bench/run.sh                 # everything (about 10 minutes on 2 cores)
+#   DURATION=5s TOKENS=100000 bash bench/run.sh   # shorter
+# Writes bench/results/<UTC timestamp>.md and prints it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-10s}"
+TOKENS="${TOKENS:-1000000}"
+COUNT="${COUNT:-6}"
+BENCHSTAT_VERSION=v0.0.0-20250813145418-2f7363a06fe1
+
+mkdir -p bench/results bench/bin
+out="bench/results/$(date -u +%Y%m%dT%H%M%SZ).md"
+
+export GOBIN="$PWD/bench/bin"
+[ -x bench/bin/benchstat ] || go install "golang.org/x/perf/cmd/benchstat@${BENCHSTAT_VERSION}"
+go build -o bench/bin/keycloak-jwt-sidecar ./cmd/keycloak-jwt-sidecar
+go build -o bench/bin/loadbench ./bench/loadbench
+
+{
+  echo "# Benchmark run $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo
+  echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB"
+  echo "- $(go version)"
+  echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo
+  echo "## 1. Engine (go test -bench, count=${COUNT}, benchstat)"
+  echo
+  echo '```'
+  go test -run '^$' -bench . -benchmem -count "$COUNT" ./policy/ > bench/results/engine.txt
+  bench/bin/benchstat bench/results/engine.txt
+  echo '```'
+  echo
+  echo "## 2. Kong plugin through the plugin-server socket (baseline = same PDK calls, no checks)"
+  echo
+  echo '```'
+  go test -run '^$' -bench PluginSocket -benchtime 5000x -count 3 ./plugin/ > bench/results/plugin.txt
+  bench/bin/benchstat bench/results/plugin.txt
+  echo '```'
+  echo
+  bench/bin/loadbench run -sidecar bench/bin/keycloak-jwt-sidecar -duration "$DURATION" -tokens "$TOKENS"
+} | tee "$out"
+echo
+echo "written: $out"
