@@ -1,10 +1,8 @@
 package interop
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/keycloak-jwt/keycloak-jwt/internal/testidp"
 	"github.com/keycloak-jwt/keycloak-jwt/jwks"
+	"github.com/keycloak-jwt/keycloak-jwt/plugin"
 	"github.com/keycloak-jwt/keycloak-jwt/policy"
 )
 
@@ -100,95 +99,6 @@ func (d *kongDoc) consumer(username string) *kongConsumer {
 	return nil
 }
 
-// pluginConfig is the configuration of the keycloak-jwt Kong plugin: the
-// engine's policy.Config plus the adapter's own fields, with the names of
-// the plugin schema.
-type pluginConfig struct {
-	policy.Config
-	Realm            string           `json:"realm"`
-	HeaderNames      []string         `json:"header_names"`
-	URIParamNames    []string         `json:"uri_param_names"`
-	CookieNames      []string         `json:"cookie_names"`
-	Anonymous        string           `json:"anonymous"`
-	ConsumerMapping  bool             `json:"consumer_mapping"`
-	ConsumerClaim    string           `json:"consumer_claim"`
-	ConsumerBy       []string         `json:"consumer_by"`
-	ConsumerOptional bool             `json:"consumer_optional"`
-	UpstreamHeaders  *upstreamHeaders `json:"upstream_headers"`
-	UpstreamJWT      *upstreamJWT     `json:"upstream_jwt"`
-}
-
-type upstreamHeaders struct {
-	ClientIDHeader     string            `json:"client_id_header"`
-	SubjectHeader      string            `json:"subject_header"`
-	ScopesHeader       string            `json:"scopes_header"`
-	RolesHeader        string            `json:"roles_header"`
-	ClaimHeaders       map[string]string `json:"claim_headers"`
-	StripAuthorization bool              `json:"strip_authorization"`
-}
-
-type upstreamJWT struct {
-	Enabled        bool     `json:"enabled"`
-	Header         string   `json:"header"`
-	Issuer         string   `json:"issuer"`
-	Audience       string   `json:"audience"`
-	Algorithm      string   `json:"algorithm"`
-	PrivateKeyFile string   `json:"private_key_file"`
-	PrivateKeyEnv  string   `json:"private_key_env"`
-	TTLSeconds     int      `json:"ttl_seconds"`
-	Claims         []string `json:"claims"`
-	JWKSPath       string   `json:"jwks_path"`
-}
-
-var headerToken = func(s string) bool {
-	return s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return r <= ' ' || r >= 0x7f || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r)
-	}) < 0
-}
-
-// validatePluginConfig decodes one keycloak-jwt plugin config strictly (an
-// unknown or misspelt field is an error) and validates it with the engine.
-// It is the one function to replace with the plugin's own parser
-// (plugin.Lint, what cmd/keycloak-jwt-lint runs) once that package has
-// landed; the cross-file checks that use its result stay.
-func validatePluginConfig(raw []byte) (*pluginConfig, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	var c pluginConfig
-	if err := dec.Decode(&c); err != nil {
-		return nil, err
-	}
-	if err := c.Config.Validate(); err != nil {
-		return nil, err
-	}
-	for _, by := range c.ConsumerBy {
-		if by != "username" && by != "custom_id" {
-			return nil, fmt.Errorf("consumer_by: %q is neither username nor custom_id", by)
-		}
-	}
-	var names []string
-	names = append(names, c.HeaderNames...)
-	if h := c.UpstreamHeaders; h != nil {
-		for _, n := range []string{h.ClientIDHeader, h.SubjectHeader, h.ScopesHeader, h.RolesHeader} {
-			if n != "" && n != "-" {
-				names = append(names, n)
-			}
-		}
-		for _, n := range h.ClaimHeaders {
-			names = append(names, n)
-		}
-	}
-	for _, n := range names {
-		if !headerToken(n) {
-			return nil, fmt.Errorf("%q is not a valid header name", n)
-		}
-	}
-	if j := c.UpstreamJWT; j != nil && j.Enabled && j.PrivateKeyFile == "" && j.PrivateKeyEnv == "" {
-		return nil, fmt.Errorf("upstream_jwt: enabled without private_key_file or private_key_env")
-	}
-	return &c, nil
-}
-
 // TestKongDeclarativeConfig checks examples/kong/kong.yml: Kong's format,
 // every keycloak-jwt plugin config (strictly decoded and validated by the
 // engine), and that each names what the realm export and the compose file
@@ -238,7 +148,7 @@ func TestKongDeclarativeConfig(t *testing.T) {
 			checkRateLimiting(t, p)
 			continue
 		}
-		c, err := validatePluginConfig(p.Config)
+		c, err := plugin.ParseConfig(p.Config)
 		if err != nil {
 			t.Errorf("%s: keycloak-jwt config: %v", p.Where, err)
 			continue
@@ -359,7 +269,7 @@ func TestKongRoutesAgainstRealm(t *testing.T) {
 		if p.Name != "keycloak-jwt" {
 			continue
 		}
-		c, err := validatePluginConfig(p.Config)
+		c, err := plugin.ParseConfig(p.Config)
 		if err != nil {
 			t.Fatalf("%s: %v", p.Where, err)
 		}
@@ -369,7 +279,7 @@ func TestKongRoutesAgainstRealm(t *testing.T) {
 			continue
 		}
 		seen[p.Owner] = true
-		cfg := c.Config
+		cfg := c.PolicyConfig()
 		cfg.Issuers = []policy.Issuer{{Issuer: idp.Issuer(), JWKSURI: idp.JWKSURL()}}
 		pol, err := policy.Compile(cfg, policy.Deps{Keys: keys})
 		if err != nil {

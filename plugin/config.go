@@ -90,7 +90,8 @@ type Instance struct {
 	strip []string
 }
 
-func (c *Config) policyConfig() policy.Config {
+// PolicyConfig is the engine part of the plugin configuration.
+func (c *Config) PolicyConfig() policy.Config {
 	return policy.Config{
 		Issuers: c.Issuers, Audiences: c.Audiences, AllowedClients: c.AllowedClients,
 		Algorithms: c.Algorithms, TokenTypes: c.TokenTypes,
@@ -107,7 +108,7 @@ func (c *Config) policyConfig() policy.Config {
 // plugin runs on an instance's first request and what keycloak-jwt-lint runs
 // offline.
 func Compile(c *Config, deps policy.Deps) (*Instance, error) {
-	pol, err := policy.Compile(c.policyConfig(), deps)
+	pol, err := policy.Compile(c.PolicyConfig(), deps)
 	if err != nil {
 		return nil, err
 	}

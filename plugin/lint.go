@@ -125,6 +125,20 @@ func join(a, b string) string {
 	return a + " > " + b
 }
 
+// ParseConfig decodes one plugin config strictly (unknown fields are
+// errors, as in Kong's schema) and validates it with Compile, without
+// fetching any key. Errors name the field.
+func ParseConfig(raw []byte) (*Config, error) {
+	cfg, err := decodeStrict(raw)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := Compile(cfg, policy.Deps{Keys: jwks.NewCache(jwks.Options{})}); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
 // decodeStrict decodes a plugin config as Kong would accept it: unknown
 // fields are errors (Kong's schema refuses them too).
 func decodeStrict(raw json.RawMessage) (*Config, error) {
