@@ -1,0 +1,279 @@
+package sidecar
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/textproto"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+
+	"github.com/keycloak-jwt/keycloak-jwt/policy"
+	"github.com/keycloak-jwt/keycloak-jwt/upstream"
+)
+
+// compiled is a validated Config with every default applied, ready to serve.
+type compiled struct {
+	listen, adminListen string
+
+	upstreamURL     *url.URL // nil: no reverse proxy
+	upstreamSet     bool     // upstream.url is set (even if invalid)
+	upstreamTimeout time.Duration
+	connectTimeout  time.Duration
+	maxIdlePerHost  int
+	preserveHost    bool
+	trustForwarded  bool
+
+	fwdEnabled    bool
+	fwdPath       string
+	uriHeaders    []string // canonical
+	methodHeaders []string // canonical
+
+	realm    string
+	routes   *routeTable
+	policies []*compiledPolicy // distinct policies, in route order
+
+	headers *upstream.Headers
+	signer  *upstream.Signer // nil when disabled
+	strip   []string         // removed from every forwarded request
+
+	readHeaderTimeout time.Duration
+	idleTimeout       time.Duration
+	shutdownTimeout   time.Duration
+	maxHeaderBytes    int
+
+	logLevel  zapcore.Level
+	logFormat string
+}
+
+// compiledPolicy is one distinct policy and the routes that use it.
+type compiledPolicy struct {
+	p      *policy.Policy
+	routes []string // route names
+}
+
+// compile validates c and builds everything the server needs. Every section
+// is checked, and every problem found is returned (errors.Join), each naming
+// its field. Policies register their key sources in deps.Keys without
+// fetching.
+func compile(c *Config, deps policy.Deps, clock func() time.Time) (*compiled, error) {
+	out := &compiled{realm: c.Realm}
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	add(out.compileListeners(c))
+	add(out.compileUpstream(c.Upstream))
+	add(out.compileForwardAuth(c.ForwardAuth))
+	add(out.compileServer(c.Server))
+	add(out.compileLog(c.Log))
+	add(out.compileRoutes(c, deps))
+	add(out.compileOutputs(c, clock))
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+func (o *compiled) compileListeners(c *Config) error {
+	o.listen = orDefault(c.Listen, DefaultListen)
+	o.adminListen = orDefault(c.AdminListen, DefaultAdminListen)
+	var errs []error
+	for _, l := range []struct{ field, addr string }{{"listen", o.listen}, {"admin_listen", o.adminListen}} {
+		if _, _, err := net.SplitHostPort(l.addr); err != nil {
+			errs = append(errs, cfgErr(l.field, "%q is not a host:port address (e.g. \":8080\" or \"127.0.0.1:8080\")", l.addr))
+		}
+	}
+	if len(errs) == 0 && o.listen == o.adminListen {
+		if _, port, _ := net.SplitHostPort(o.listen); port != "0" {
+			errs = append(errs, cfgErr("admin_listen", "%q is also the main listener's address; use another port", o.adminListen))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (o *compiled) compileUpstream(u UpstreamConfig) error {
+	var errs []error
+	if s := strings.TrimSpace(u.URL); s != "" {
+		o.upstreamSet = true
+		pu, err := url.Parse(s)
+		switch {
+		case err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "":
+			errs = append(errs, cfgErr("upstream.url", "%q is not an absolute http(s) URL", s))
+		case pu.User != nil || pu.RawQuery != "" || pu.Fragment != "":
+			errs = append(errs, cfgErr("upstream.url", "must not have user info, a query or a fragment"))
+		default:
+			o.upstreamURL = pu
+		}
+	}
+	var err error
+	if o.upstreamTimeout, err = seconds("upstream.timeout_seconds", u.TimeoutSeconds, DefaultUpstreamTimeoutSeconds, 3600); err != nil {
+		errs = append(errs, err)
+	}
+	if o.connectTimeout, err = seconds("upstream.connect_timeout_seconds", u.ConnectTimeoutSeconds, DefaultConnectTimeoutSeconds, 300); err != nil {
+		errs = append(errs, err)
+	}
+	switch {
+	case u.MaxIdleConnsPerHost == 0:
+		o.maxIdlePerHost = DefaultMaxIdleConnsPerHost
+	case u.MaxIdleConnsPerHost < 0 || u.MaxIdleConnsPerHost > 10000:
+		errs = append(errs, cfgErr("upstream.max_idle_conns_per_host", "must be between 1 and 10000, got %d", u.MaxIdleConnsPerHost))
+	default:
+		o.maxIdlePerHost = u.MaxIdleConnsPerHost
+	}
+	o.preserveHost, o.trustForwarded = u.PreserveHost, u.TrustForwardedHeaders
+	return errors.Join(errs...)
+}
+
+func (o *compiled) compileForwardAuth(f ForwardAuthConfig) error {
+	o.fwdEnabled = !o.upstreamSet
+	if f.Enabled != nil {
+		o.fwdEnabled = *f.Enabled
+	}
+	var errs []error
+	if !o.fwdEnabled && !o.upstreamSet {
+		errs = append(errs, cfgErr("forward_auth.enabled", "is false and upstream.url is empty: the sidecar would have nothing to serve"))
+	}
+	o.fwdPath = orDefault(f.Path, DefaultForwardAuthPath)
+	if err := checkPrefix(o.fwdPath); err != nil {
+		errs = append(errs, cfgErr("forward_auth.path", "%v", err))
+	} else if o.fwdPath == "/" || strings.HasSuffix(o.fwdPath, "/") {
+		errs = append(errs, cfgErr("forward_auth.path", "%q must not be \"/\" nor end with \"/\" (e.g. \"/auth\")", o.fwdPath))
+	}
+	var err error
+	if o.uriHeaders, err = headerList("forward_auth.uri_headers", f.URIHeaders, DefaultURIHeaders); err != nil {
+		errs = append(errs, err)
+	}
+	if o.methodHeaders, err = headerList("forward_auth.method_headers", f.MethodHeaders, DefaultMethodHeaders); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// headerList validates header names, or returns def when names is empty.
+func headerList(field string, names, def []string) ([]string, error) {
+	if len(names) == 0 {
+		names = def
+	}
+	out := make([]string, 0, len(names))
+	for i, n := range names {
+		n = strings.TrimSpace(n)
+		if n == "" || !validMethod(n) { // a header name is a token, like a method
+			return nil, cfgErr(fmt.Sprintf("%s[%d]", field, i), "%q is not a header name", names[i])
+		}
+		out = append(out, textproto.CanonicalMIMEHeaderKey(n))
+	}
+	return out, nil
+}
+
+func (o *compiled) compileServer(s ServerConfig) error {
+	var errs []error
+	var err error
+	if o.readHeaderTimeout, err = seconds("server.read_header_timeout_seconds", s.ReadHeaderTimeoutSeconds, DefaultReadHeaderTimeoutSeconds, 600); err != nil {
+		errs = append(errs, err)
+	}
+	if o.idleTimeout, err = seconds("server.idle_timeout_seconds", s.IdleTimeoutSeconds, DefaultIdleTimeoutSeconds, 3600); err != nil {
+		errs = append(errs, err)
+	}
+	if o.shutdownTimeout, err = seconds("server.shutdown_timeout_seconds", s.ShutdownTimeoutSeconds, DefaultShutdownTimeoutSeconds, 3600); err != nil {
+		errs = append(errs, err)
+	}
+	switch {
+	case s.MaxHeaderBytes == 0:
+		o.maxHeaderBytes = DefaultMaxHeaderBytes
+	case s.MaxHeaderBytes < 4096 || s.MaxHeaderBytes > 16<<20:
+		errs = append(errs, cfgErr("server.max_header_bytes", "must be between 4096 and 16777216, got %d", s.MaxHeaderBytes))
+	default:
+		o.maxHeaderBytes = s.MaxHeaderBytes
+	}
+	return errors.Join(errs...)
+}
+
+func (o *compiled) compileLog(l LogConfig) error {
+	var errs []error
+	lvl := strings.ToLower(orDefault(l.Level, DefaultLogLevel))
+	switch lvl {
+	case "debug", "info", "warn", "error":
+		o.logLevel, _ = zapcore.ParseLevel(lvl)
+	default:
+		errs = append(errs, cfgErr("log.level", "must be debug, info, warn or error, got %q", l.Level))
+	}
+	o.logFormat = strings.ToLower(orDefault(l.Format, DefaultLogFormat))
+	if o.logFormat != "json" && o.logFormat != "console" {
+		errs = append(errs, cfgErr("log.format", "must be json or console, got %q", l.Format))
+	}
+	return errors.Join(errs...)
+}
+
+// prefixField puts section in front of a ConfigError's field.
+func prefixField(section string, err error) error {
+	var ce *policy.ConfigError
+	if errors.As(err, &ce) {
+		return &policy.ConfigError{Field: section + "." + ce.Field, Msg: ce.Msg}
+	}
+	return fmt.Errorf("%s: %w", section, err)
+}
+
+// compileOutputs compiles the identity headers and the upstream JWT signer,
+// and the list of headers removed from every forwarded request.
+func (o *compiled) compileOutputs(c *Config, clock func() time.Time) error {
+	var errs []error
+	h, err := upstream.CompileHeaders(c.UpstreamHeaders)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	s, err := upstream.NewSigner(c.UpstreamJWT, clock)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if err := h.CheckSigner(s); err != nil {
+		return err
+	}
+	if s != nil {
+		switch p := s.JWKSPath(); p {
+		case "/healthz", "/readyz", "/metrics":
+			return cfgErr("upstream_jwt.jwks_path", "%q is already served by the admin listener", p)
+		}
+	}
+	o.headers, o.signer = h, s
+	o.strip = h.Names()
+	if s != nil {
+		o.strip = append(o.strip, s.Header())
+	}
+	for _, name := range o.strip {
+		if name == RequestIDHeader {
+			field := "upstream_headers"
+			if s != nil && name == s.Header() {
+				field = "upstream_jwt.header"
+			}
+			return cfgErr(field, "%s is set by the sidecar itself (the request id)", RequestIDHeader)
+		}
+	}
+	return nil
+}
+
+// seconds converts a *_seconds field (0 = default) to a duration.
+func seconds(field string, v, def, maxV int) (time.Duration, error) {
+	switch {
+	case v == 0:
+		v = def
+	case v < 0 || v > maxV:
+		return 0, cfgErr(field, "must be between 1 and %d, got %d", maxV, v)
+	}
+	return time.Duration(v) * time.Second, nil
+}
+
+func orDefault(v, def string) string {
+	if v = strings.TrimSpace(v); v == "" {
+		return def
+	}
+	return v
+}

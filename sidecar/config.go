@@ -1,0 +1,188 @@
+package sidecar
+
+import (
+	"github.com/keycloak-jwt/keycloak-jwt/policy"
+	"github.com/keycloak-jwt/keycloak-jwt/upstream"
+)
+
+// Defaults of Config. CONFIG.md documents the same values.
+const (
+	DefaultListen                   = ":8080"
+	DefaultAdminListen              = ":8081"
+	DefaultUpstreamTimeoutSeconds   = 30
+	DefaultConnectTimeoutSeconds    = 5
+	DefaultMaxIdleConnsPerHost      = 64
+	DefaultForwardAuthPath          = "/auth"
+	DefaultReadHeaderTimeoutSeconds = 10
+	DefaultIdleTimeoutSeconds       = 120
+	DefaultMaxHeaderBytes           = 64 << 10
+	DefaultShutdownTimeoutSeconds   = 30
+	DefaultLogLevel                 = "info"
+	DefaultLogFormat                = "json"
+)
+
+// Default original-request headers read by forward auth, in the order the
+// proxies that send them are listed in CONFIG.md (Traefik, nginx).
+var (
+	DefaultURIHeaders    = []string{"X-Forwarded-Uri", "X-Original-URI"}
+	DefaultMethodHeaders = []string{"X-Forwarded-Method", "X-Original-Method"}
+)
+
+// Config is the sidecar's YAML configuration file. The YAML is converted to
+// JSON before decoding (sigs.k8s.io/yaml), so the json tags are the YAML
+// names, and unknown fields are errors. Zero values mean "default"; the
+// defaults are the Default* constants of this package. Before decoding,
+// ${NAME} and ${NAME:-default} are replaced with environment variables, and
+// after decoding the KJ_* environment overrides apply (see ParseConfig).
+type Config struct {
+	// Listen is the main listener's address (reverse proxy and forward
+	// auth). Default ":8080". Env override: KJ_LISTEN.
+	Listen string `json:"listen"`
+	// AdminListen is the admin listener's address: /healthz, /readyz,
+	// /metrics and the upstream JWT's JWKS. Default ":8081". It must differ
+	// from Listen. Env override: KJ_ADMIN_LISTEN.
+	AdminListen string `json:"admin_listen"`
+	// Upstream is where allowed requests are forwarded. Without a URL the
+	// sidecar is a forward-auth server only.
+	Upstream UpstreamConfig `json:"upstream"`
+	// ForwardAuth is the endpoint for nginx auth_request, Traefik
+	// ForwardAuth and Envoy ext_authz (HTTP).
+	ForwardAuth ForwardAuthConfig `json:"forward_auth"`
+	// Realm is the realm parameter of WWW-Authenticate challenges (the
+	// protection space, e.g. "orders-api"). Default: no realm parameter.
+	Realm string `json:"realm"`
+	// Policy holds the token rules shared by every route: issuers (with
+	// where their keys come from), audiences, algorithms, leeway, JWKS
+	// settings, and the default requirements (scopes, roles, clients) that
+	// routes may override. The fields are those of policy.Config; issuers and
+	// audiences are required. Env overrides for policy.issuers[0]:
+	// KJ_ISSUER_URL, KJ_DISCOVERY_URL, KJ_JWKS_URI.
+	Policy policy.Config `json:"policy"`
+	// Routes are the rules by path prefix and method. Omitted: one rule for
+	// "/" that requires what Policy requires. See Route for the matching.
+	Routes []Route `json:"routes"`
+	// UpstreamHeaders configures the identity headers set for allowed
+	// requests (client id, subject, scopes, roles, claim headers) and
+	// whether Authorization is removed before forwarding. The fields are
+	// those of upstream.HeadersConfig.
+	UpstreamHeaders upstream.HeadersConfig `json:"upstream_headers"`
+	// UpstreamJWT configures the short-lived JWT the sidecar signs for the
+	// upstream (off unless enabled). The fields are those of
+	// upstream.JWTConfig; its public JWKS is served on the admin listener.
+	UpstreamJWT upstream.JWTConfig `json:"upstream_jwt"`
+	// Server holds the listener limits and the graceful shutdown timeout.
+	Server ServerConfig `json:"server"`
+	// Log configures the structured (zap) logs on stderr.
+	Log LogConfig `json:"log"`
+}
+
+// UpstreamConfig is the reverse proxy's target.
+type UpstreamConfig struct {
+	// URL is the upstream's base URL, http or https, e.g.
+	// "http://127.0.0.1:3000". A path in it is prepended to request paths.
+	// Empty: no reverse proxy (forward auth only). Env override:
+	// KJ_UPSTREAM_URL.
+	URL string `json:"url"`
+	// TimeoutSeconds bounds the wait for the upstream's response headers;
+	// past it the client gets 504. Streaming bodies are not cut. Default 30.
+	TimeoutSeconds int `json:"timeout_seconds"`
+	// ConnectTimeoutSeconds bounds the TCP connect; a refused or timed-out
+	// connect is a 502. Default 5.
+	ConnectTimeoutSeconds int `json:"connect_timeout_seconds"`
+	// MaxIdleConnsPerHost is the size of the keep-alive pool. Default 64.
+	MaxIdleConnsPerHost int `json:"max_idle_conns_per_host"`
+	// PreserveHost forwards the client's Host header instead of the
+	// upstream URL's host. Default false.
+	PreserveHost bool `json:"preserve_host"`
+	// TrustForwardedHeaders keeps the X-Forwarded-For chain and the
+	// X-Forwarded-Host and X-Forwarded-Proto a client (a load balancer in
+	// front) sent. Default false: they are replaced with what the sidecar
+	// sees, so a client cannot forge them.
+	TrustForwardedHeaders bool `json:"trust_forwarded_headers"`
+}
+
+// ForwardAuthConfig is the forward-auth endpoint.
+type ForwardAuthConfig struct {
+	// Enabled turns the endpoint on. Default: on when upstream.url is empty
+	// (a pure auth server), off otherwise (so that clients of the proxy do
+	// not obtain signed upstream JWTs from it).
+	Enabled *bool `json:"enabled"`
+	// Path is the endpoint: a request to Path, or below Path + "/", is a
+	// forward-auth request. Default "/auth". Below it, the rest of the path
+	// is the original path (Envoy ext_authz with path_prefix). With no
+	// reverse proxy, a request outside Path is checked as the original
+	// request itself (Envoy ext_authz without path_prefix).
+	Path string `json:"path"`
+	// URIHeaders name the request headers that may carry the original
+	// request URI. Default ["X-Forwarded-Uri", "X-Original-URI"]. When
+	// several carry (different) values the request is refused with 400.
+	// List only the one your proxy sets.
+	URIHeaders []string `json:"uri_headers"`
+	// MethodHeaders name the request headers that may carry the original
+	// method. Default ["X-Forwarded-Method", "X-Original-Method"]; without
+	// any, the request's own method is used. Conflicting values are refused.
+	MethodHeaders []string `json:"method_headers"`
+}
+
+// Route is one access rule. A request is matched in two steps: first the
+// longest prefix that matches its path (whole segments: "/orders" matches
+// "/orders" and "/orders/1", not "/ordersX"; "/" matches everything), then,
+// among the rules of that prefix, the one listing the method (a rule without
+// methods takes the rest). A request for which no rule is found is denied
+// with 403 "No route allows this request" (fail closed; add a rule for "/"
+// to change that). Requirements not set on a route are inherited from
+// policy; a route may set [] to require nothing of that kind.
+type Route struct {
+	// Prefix is the path prefix, starting with "/". Required. Case-sensitive.
+	Prefix string `json:"prefix"`
+	// Methods this rule applies to, e.g. ["GET"]. Empty: every method not
+	// claimed by another rule of the same prefix. A rule for GET also
+	// applies to HEAD unless a rule of the prefix lists HEAD.
+	Methods []string `json:"methods"`
+	// Public lets requests through without a token (e.g. the upstream's
+	// health endpoint). No identity headers are set; requirements must not
+	// be set on a public route.
+	Public bool `json:"public"`
+	// Audiences replaces policy.audiences for this route.
+	Audiences []string `json:"audiences"`
+	// AllowedClients replaces policy.allowed_clients for this route.
+	AllowedClients []string `json:"allowed_clients"`
+	// ScopesRequired replaces policy.scopes_required; ScopesMatch ("all",
+	// "any") replaces policy.scopes_match.
+	ScopesRequired []string `json:"scopes_required"`
+	ScopesMatch    string   `json:"scopes_match"`
+	// RealmRolesRequired replaces policy.realm_roles_required;
+	// RealmRolesMatch replaces policy.realm_roles_match.
+	RealmRolesRequired []string `json:"realm_roles_required"`
+	RealmRolesMatch    string   `json:"realm_roles_match"`
+	// ClientRolesRequired ("client:role") replaces
+	// policy.client_roles_required; ClientRolesMatch replaces
+	// policy.client_roles_match.
+	ClientRolesRequired []string `json:"client_roles_required"`
+	ClientRolesMatch    string   `json:"client_roles_match"`
+}
+
+// ServerConfig holds the listeners' limits.
+type ServerConfig struct {
+	// ReadHeaderTimeoutSeconds bounds reading a request's headers (slowloris
+	// protection). Default 10.
+	ReadHeaderTimeoutSeconds int `json:"read_header_timeout_seconds"`
+	// IdleTimeoutSeconds closes idle keep-alive connections. Default 120.
+	IdleTimeoutSeconds int `json:"idle_timeout_seconds"`
+	// MaxHeaderBytes bounds the request line and headers; larger requests
+	// get 431. Default 65536.
+	MaxHeaderBytes int `json:"max_header_bytes"`
+	// ShutdownTimeoutSeconds is how long SIGTERM/SIGINT waits for in-flight
+	// requests before closing their connections. Default 30.
+	ShutdownTimeoutSeconds int `json:"shutdown_timeout_seconds"`
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	// Level is "debug", "info" (default), "warn" or "error". Allowed
+	// requests are logged at debug, denied ones at info, upstream failures
+	// at warn. Env override: KJ_LOG_LEVEL.
+	Level string `json:"level"`
+	// Format is "json" (default) or "console".
+	Format string `json:"format"`
+}

@@ -1,0 +1,151 @@
+package sidecar
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/keycloak-jwt/keycloak-jwt/policy"
+)
+
+// Modes of a request (the "mode" label).
+const (
+	modeProxy       = "proxy"
+	modeForwardAuth = "forward_auth"
+)
+
+// event is what one request did, for its log line and metrics.
+type event struct {
+	rid      string
+	mode     string
+	method   string // the checked method (forward auth: the original one)
+	path     string // the checked path
+	route    string
+	outcome  string
+	reason   string
+	decision *policy.Decision
+	upstream error // the reverse proxy's error, if any
+}
+
+// ServeHTTP is the main listener's handler: forward auth when the request is
+// for forward_auth.path (or when there is no reverse proxy), else the
+// reverse proxy.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	s.metrics.inFlight.Inc()
+	defer s.metrics.inFlight.Dec()
+
+	ev := &event{rid: requestID(r.Header.Get(RequestIDHeader)), method: r.Method, path: r.URL.Path}
+	w.Header().Set(RequestIDHeader, ev.rid)
+	rec := &recorder{ResponseWriter: w}
+	defer s.finish(rec, r, ev, start)
+
+	if s.isForwardAuth(r.URL.Path) {
+		ev.mode = modeForwardAuth
+		s.serveForwardAuth(rec, r, ev)
+		return
+	}
+	ev.mode = modeProxy
+	s.serveProxy(rec, r, ev)
+}
+
+// authorize decides on a request to method and path with the credentials in
+// hdr: it returns the allowed decision, or nil for a public route, or the
+// deny decision.
+func (s *Server) authorize(ctx context.Context, hdr http.Header, method, path string, ev *event) (allowed, denied *policy.Decision) {
+	ev.method, ev.path = method, path
+	if err := checkPath(path); err != nil {
+		return nil, sidecarDeny(http.StatusBadRequest, ReasonBadPath, "The request path is not in canonical form", err.Error())
+	}
+	rt := s.c.routes.match(method, path)
+	if rt == nil {
+		return nil, sidecarDeny(http.StatusForbidden, ReasonNoRoute, "No route allows this request",
+			"no route rule covers "+method+" "+path)
+	}
+	ev.route = rt.name
+	if rt.public {
+		return nil, nil
+	}
+	token, d := policy.ExtractToken(policy.Credentials{Authorization: hdr.Values("Authorization")})
+	if d != nil {
+		return nil, d
+	}
+	dec := rt.policy.Check(ctx, token)
+	if !dec.Allow {
+		return nil, &dec
+	}
+	return &dec, nil
+}
+
+// record notes the decision in the event.
+func (ev *event) record(allowed, denied *policy.Decision) {
+	switch {
+	case denied != nil:
+		ev.outcome, ev.reason, ev.decision = outcomeDeny, denied.Reason, denied
+	case allowed != nil:
+		ev.outcome, ev.reason, ev.decision = outcomeAllow, allowed.Reason, allowed
+	default:
+		ev.outcome, ev.reason = outcomePublic, ReasonPublic
+	}
+}
+
+// finish records the request's metrics and writes its log line: debug for
+// allowed and public requests, info for denials, warn for upstream errors.
+// The token and the query string are never logged.
+func (s *Server) finish(rec *recorder, r *http.Request, ev *event, start time.Time) {
+	elapsed := time.Since(start)
+	status := rec.status
+	if status == 0 {
+		status = http.StatusSwitchingProtocols // hijacked (upgrade) or nothing written
+	}
+	if ev.outcome != "" {
+		route := ev.route
+		if route == "" {
+			route = "none"
+		}
+		s.metrics.decisions.WithLabelValues(ev.mode, route, ev.outcome, ev.reason).Inc()
+	}
+	s.metrics.duration.WithLabelValues(ev.mode, strconv.Itoa(status)).Observe(elapsed.Seconds())
+
+	lvl, msg := zapcore.DebugLevel, "request"
+	switch {
+	case ev.upstream != nil:
+		lvl, msg = zapcore.WarnLevel, "upstream error"
+	case ev.outcome == outcomeDeny && status >= 500:
+		lvl, msg = zapcore.ErrorLevel, "request failed"
+	case ev.outcome == outcomeDeny:
+		lvl, msg = zapcore.InfoLevel, "request denied"
+	}
+	ce := s.log.Check(lvl, msg)
+	if ce == nil {
+		return
+	}
+	remote, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		remote = r.RemoteAddr
+	}
+	fields := []zap.Field{
+		zap.String("request_id", ev.rid), zap.String("mode", ev.mode),
+		zap.String("method", ev.method), zap.String("path", ev.path),
+		zap.String("route", ev.route), zap.Int("status", status),
+		zap.String("outcome", ev.outcome), zap.String("reason", ev.reason),
+		zap.Duration("duration", elapsed), zap.String("remote", remote),
+	}
+	if d := ev.decision; d != nil {
+		if d.Detail != "" && !d.Allow {
+			fields = append(fields, zap.String("detail", d.Detail))
+		}
+		if c := d.Claims; c != nil {
+			fields = append(fields, zap.String("client_id", c.ClientID()), zap.String("jti", c.ID), zap.Bool("cached", d.CachedResult))
+		}
+	}
+	if ev.upstream != nil {
+		fields = append(fields, zap.Error(ev.upstream))
+	}
+	ce.Write(fields...)
+}

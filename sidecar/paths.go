@@ -1,0 +1,89 @@
+package sidecar
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// maxURIBytes bounds an original URI read from a forward-auth header.
+const maxURIBytes = 8 << 10
+
+// checkPath reports why p, a percent-decoded URL path, is not canonical.
+// Routes are matched on the path the sidecar sees; an upstream that
+// normalises "/public/../admin" to "/admin" (or that does not) would see
+// another resource than the one checked, so such paths are refused rather
+// than rewritten: dot segments, empty segments ("//", except a trailing
+// slash), backslashes and control characters.
+func checkPath(p string) error {
+	if p == "" || p[0] != '/' {
+		return errors.New("the path does not start with '/'")
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return errors.New("the path holds a control character or a backslash")
+		}
+	}
+	rest := p[1:]
+	for rest != "" {
+		seg := rest
+		i := strings.IndexByte(rest, '/')
+		if i >= 0 {
+			seg, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = ""
+		}
+		switch {
+		case seg == "" && i >= 0:
+			return errors.New("the path holds an empty segment (\"//\")")
+		case seg == "." || seg == "..":
+			return errors.New("the path holds a dot segment (\".\" or \"..\")")
+		}
+	}
+	return nil
+}
+
+// parseOriginalURI turns the original request URI a proxy sends to forward
+// auth (origin form: path, optional query) into its canonical, decoded path.
+func parseOriginalURI(v string) (string, error) {
+	if len(v) > maxURIBytes {
+		return "", fmt.Errorf("longer than %d bytes", maxURIBytes)
+	}
+	if v == "" || v[0] != '/' {
+		return "", errors.New("not an origin-form request URI (it must start with '/')")
+	}
+	if i := strings.IndexAny(v, "?#"); i >= 0 {
+		v = v[:i]
+	}
+	p, err := url.PathUnescape(v)
+	if err != nil {
+		return "", errors.New("the path has an invalid percent-encoding")
+	}
+	if err := checkPath(p); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+// validMethod reports whether m is an HTTP method token (RFC 9110 §9.1).
+func validMethod(m string) bool {
+	if m == "" || len(m) > 32 {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if !isTChar(m[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// isTChar reports whether c is an RFC 9110 tchar.
+func isTChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
