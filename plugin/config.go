@@ -20,6 +20,11 @@ import (
 // Kong), so defaults are applied and the whole config is validated by
 // Compile when an instance handles its first request. Field documentation
 // lives in the README's configuration reference (kept in sync by a test).
+//
+// The engine fields repeat policy.Config's instead of embedding it: go-pdk's
+// schema generator turns an embedded struct into a nested "config" record
+// while encoding/json flattens it, so Kong and the plugin would disagree.
+// TestConfigCoversPolicy keeps the two lists in step.
 type Config struct {
 	Issuers             []policy.Issuer   `json:"issuers"`
 	Audiences           []string          `json:"audiences"`

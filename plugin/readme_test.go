@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/keycloak-jwt/keycloak-jwt/policy"
 )
 
 // configPaths lists every configuration field of t as Kong sees it, e.g.
@@ -62,5 +64,51 @@ func TestREADMEConfigReference(t *testing.T) {
 		if !fields[r] {
 			t.Errorf("README documents `%s`, which Config does not have", r)
 		}
+	}
+}
+
+// TestConfigCoversPolicy: every engine field exists in the plugin Config
+// under the same name and reaches policy.Config through PolicyConfig.
+func TestConfigCoversPolicy(t *testing.T) {
+	var c Config
+	cv := reflect.ValueOf(&c).Elem()
+	byTag := map[string]reflect.Value{}
+	for i := 0; i < cv.NumField(); i++ {
+		if f := cv.Type().Field(i); f.IsExported() {
+			byTag[f.Tag.Get("json")] = cv.Field(i)
+		}
+	}
+	pt := reflect.TypeOf(policy.Config{})
+	for i := 0; i < pt.NumField(); i++ {
+		tag := pt.Field(i).Tag.Get("json")
+		f, ok := byTag[tag]
+		if !ok {
+			t.Errorf("plugin Config lacks the engine field %q", tag)
+			continue
+		}
+		setNonZero(f)
+	}
+	got := reflect.ValueOf(c.PolicyConfig())
+	for i := 0; i < pt.NumField(); i++ {
+		if got.Field(i).IsZero() {
+			t.Errorf("PolicyConfig does not carry %q", pt.Field(i).Tag.Get("json"))
+		}
+	}
+}
+
+func setNonZero(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString("x")
+	case reflect.Int:
+		v.SetInt(1)
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Pointer:
+		v.Set(reflect.New(v.Type().Elem()))
+	case reflect.Slice:
+		v.Set(reflect.MakeSlice(v.Type(), 1, 1))
+	case reflect.Struct:
+		setNonZero(v.Field(0))
 	}
 }
