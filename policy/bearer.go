@@ -61,20 +61,31 @@ func ExtractToken(c Credentials) (string, *Decision) {
 	return "", &d
 }
 
+// b64tokenChar marks the characters of RFC 6750's b64token before padding:
+// ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/". A table lookup keeps
+// the scan of a 1-2 KB token well under a microsecond.
+var b64tokenChar = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-._~+/" {
+		t[c] = true
+	}
+	return t
+}()
+
 // isB64Token checks RFC 6750's b64token syntax:
 // 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
 func isB64Token(s string) bool {
-	if s == "" {
-		return false
-	}
 	i := 0
-	for ; i < len(s); i++ {
-		ch := s[i]
-		if ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' ||
-			ch == '-' || ch == '.' || ch == '_' || ch == '~' || ch == '+' || ch == '/' {
-			continue
-		}
-		break
+	for i < len(s) && b64tokenChar[s[i]] {
+		i++
 	}
 	if i == 0 {
 		return false

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -108,9 +107,9 @@ func (s *Server) finish(rec *recorder, r *http.Request, ev *event, start time.Ti
 		if route == "" {
 			route = "none"
 		}
-		s.metrics.decisions.WithLabelValues(ev.mode, route, ev.outcome, ev.reason).Inc()
+		s.metrics.decision(ev.mode, route, ev.outcome, ev.reason).Inc()
 	}
-	s.metrics.duration.WithLabelValues(ev.mode, strconv.Itoa(status)).Observe(elapsed.Seconds())
+	s.metrics.observeDuration(ev.mode, status, elapsed.Seconds())
 
 	lvl, msg := zapcore.DebugLevel, "request"
 	switch {

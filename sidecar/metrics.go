@@ -1,7 +1,9 @@
 package sidecar
 
 import (
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +22,41 @@ type metrics struct {
 	duration       *prometheus.HistogramVec
 	upstreamErrors *prometheus.CounterVec
 	inFlight       prometheus.Gauge
+
+	// Children of the vectors by label values: their label sets are small
+	// and fixed (routes, reason codes, status codes), and a map hit costs a
+	// fraction of WithLabelValues on every request.
+	decisionChildren sync.Map // decisionLabels → prometheus.Counter
+	durationChildren sync.Map // durationLabels → prometheus.Observer
+}
+
+type decisionLabels struct{ mode, route, outcome, reason string }
+
+type durationLabels struct {
+	mode   string
+	status int
+}
+
+// decision returns the counter of one label set.
+func (m *metrics) decision(mode, route, outcome, reason string) prometheus.Counter {
+	k := decisionLabels{mode, route, outcome, reason}
+	if c, ok := m.decisionChildren.Load(k); ok {
+		return c.(prometheus.Counter)
+	}
+	c := m.decisions.WithLabelValues(mode, route, outcome, reason)
+	m.decisionChildren.Store(k, c)
+	return c
+}
+
+// observeDuration records one request's duration.
+func (m *metrics) observeDuration(mode string, status int, seconds float64) {
+	k := durationLabels{mode, status}
+	o, ok := m.durationChildren.Load(k)
+	if !ok {
+		o = m.duration.WithLabelValues(mode, strconv.Itoa(status))
+		m.durationChildren.Store(k, o)
+	}
+	o.(prometheus.Observer).Observe(seconds)
 }
 
 // newMetrics registers the request metrics, the Go and process collectors,

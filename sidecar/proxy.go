@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -22,6 +23,22 @@ type forward struct {
 }
 
 type forwardKey struct{}
+
+// bufferPool recycles the 32 KiB buffers ReverseProxy copies bodies with.
+// Without one it allocates a fresh buffer per request, which the profile
+// showed as a third of the sidecar's garbage under load.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if buf, ok := b.p.Get().(*[]byte); ok {
+		return *buf
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+
+var copyBuffers = &bufferPool{}
 
 // newReverseProxy builds the reverse proxy to the upstream URL.
 func (s *Server) newReverseProxy() *httputil.ReverseProxy {
@@ -42,6 +59,7 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite:      s.rewrite,
 		Transport:    s.transport,
+		BufferPool:   copyBuffers,
 		ErrorHandler: s.proxyError,
 		ErrorLog:     log.New(zapWriter{s.log.Named("proxy")}, "", 0),
 	}

@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -28,6 +29,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/keycloak-jwt/keycloak-jwt/bench/loadgen"
@@ -74,7 +76,8 @@ func servePlainProxy(addr, target string) error {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
-	p := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(u); r.SetXForwarded() }, Transport: tr}
+	p := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(u); r.SetXForwarded() }, Transport: tr,
+		ErrorLog: log.New(io.Discard, "", 0)} // runs end by cancelling requests in flight
 	return http.ListenAndServe(addr, p)
 }
 
@@ -102,6 +105,7 @@ func freeAddr() string {
 func startProc(name string, args ...string) (*proc, error) {
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the run
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -155,6 +159,20 @@ log:
 		return nil, err
 	}
 	return p, nil
+}
+
+// cpuTime is the user+system CPU time a process has used so far.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which is in parentheses): utime is the
+	// 14th field of the line, stime the 15th, in clock ticks (100 per second).
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
 func rssKiB(pid int) int64 {
@@ -235,47 +253,65 @@ func run(args []string) error {
 
 	auth := http.Header{"Authorization": {"Bearer " + tok}}
 	headers := func(int64) http.Header { return auth.Clone() }
-	targets := []struct{ name, url string }{
-		{"echo upstream, direct", "http://" + echoAddr + "/orders"},
-		{"plain httputil.ReverseProxy", "http://" + plainAddr + "/orders"},
-		{"sidecar, warm token cache", "http://" + warm.addr + "/orders"},
-		{"sidecar, token cache off", "http://" + cold.addr + "/orders"},
+	targets := []struct {
+		name, url string
+		proxy     *proc // the process whose CPU per request is reported
+	}{
+		{"echo upstream, direct", "http://" + echoAddr + "/orders", nil},
+		{"plain httputil.ReverseProxy", "http://" + plainAddr + "/orders", plain},
+		{"sidecar, warm token cache", "http://" + warm.addr + "/orders", warm},
+		{"sidecar, token cache off", "http://" + cold.addr + "/orders", cold},
 	}
 	ctx := context.Background()
 	client := loadgen.NewClient(*conc)
 	fmt.Printf("## Load (closed loop, %d workers, %s per target, loopback, %s)\n\n", *conc, *duration, time.Now().UTC().Format(time.RFC3339))
-	fmt.Println("| target | req/s | p50 | p99 | × plain proxy throughput |")
-	fmt.Println("| --- | ---: | ---: | ---: | ---: |")
+	fmt.Println("| target | req/s | p50 | p99 | × plain proxy throughput | proxy CPU per request |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: |")
 	results := map[string]loadgen.Result{}
+	cpu := map[string]time.Duration{}
 	for _, t := range targets {
 		loadgen.Run(ctx, client, loadgen.Options{URL: t.url, Headers: headers, Concurrency: *conc, Duration: time.Second})
+		var before time.Duration
+		if t.proxy != nil {
+			before = cpuTime(t.proxy.cmd.Process.Pid)
+		}
 		r := loadgen.Run(ctx, client, loadgen.Options{URL: t.url, Headers: headers, Concurrency: *conc, Duration: *duration})
 		if r.Errors > 0 {
 			return fmt.Errorf("%s: %d errors, first: %s", t.name, r.Errors, r.FirstError)
+		}
+		if t.proxy != nil && r.Requests > 0 {
+			cpu[t.name] = (cpuTime(t.proxy.cmd.Process.Pid) - before) / time.Duration(r.Requests)
 		}
 		results[t.name] = r
 	}
 	plainRPS := results[targets[1].name].RPS
 	for _, t := range targets {
 		r := results[t.name]
-		fmt.Printf("| %s | %.0f | %s | %s | %.2f |\n", t.name, r.RPS, us(r.P50), us(r.P99), r.RPS/plainRPS)
+		c := "-"
+		if d, ok := cpu[t.name]; ok {
+			c = fmt.Sprintf("%.0f µs", float64(d.Nanoseconds())/1000)
+		}
+		fmt.Printf("| %s | %.0f | %s | %s | %.2f | %s |\n", t.name, r.RPS, us(r.P50), us(r.P99), r.RPS/plainRPS, c)
 	}
 
 	rate := plainRPS / 2
 	fmt.Printf("\n## Latency at 50 %% of the plain proxy's peak (open loop, %.0f req/s, %s each)\n\n", rate, *duration)
 	fmt.Println("| target | p50 | p90 | p99 |")
 	fmt.Println("| --- | ---: | ---: | ---: |")
-	open := map[string]loadgen.Result{}
-	for _, t := range targets[1:3] {
+	// Interleaved, twice each, so drift on a shared machine hits both alike.
+	p99 := map[string][]time.Duration{}
+	for _, i := range []int{2, 1, 2, 1} {
+		t := targets[i]
 		r := loadgen.Run(ctx, client, loadgen.Options{URL: t.url, Headers: headers, Concurrency: 256, Duration: *duration, Rate: rate})
 		if r.Errors > 0 {
 			return fmt.Errorf("%s (open loop): %d errors, first: %s", t.name, r.Errors, r.FirstError)
 		}
-		open[t.name] = r
+		p99[t.name] = append(p99[t.name], r.P99)
 		fmt.Printf("| %s | %s | %s | %s |\n", t.name, us(r.P50), us(r.P90), us(r.P99))
 	}
-	added := open[targets[2].name].P99 - open[targets[1].name].P99
-	fmt.Printf("\nAdded p99 latency of the sidecar over the plain proxy: %s\n", us(added))
+	mean := func(d []time.Duration) time.Duration { return (d[0] + d[1]) / 2 }
+	fmt.Printf("\nAdded p99 latency of the sidecar over the plain proxy (mean of two runs each): %s\n",
+		us(mean(p99[targets[2].name])-mean(p99[targets[1].name])))
 
 	if *tokens > 0 {
 		if err := memoryRun(ctx, *sidecarBin, dir, echoAddr, *tokens, *cacheSize, *conc); err != nil {

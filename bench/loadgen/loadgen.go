@@ -107,24 +107,43 @@ func Run(ctx context.Context, client *http.Client, o Options) Result {
 	start := time.Now()
 	var wg sync.WaitGroup
 	if o.Rate > 0 {
-		sem := make(chan struct{}, o.Concurrency)
+		// A fixed pool of workers takes scheduled start times from a queue;
+		// a request that waits in the queue counts that wait as latency.
+		queue := make(chan time.Time, 1<<16)
+		for w := 0; w < o.Concurrency; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for at := range queue {
+					if ctx.Err() == nil {
+						one(at)
+					}
+				}
+			}()
+		}
 		interval := time.Duration(float64(time.Second) / o.Rate)
-		for n := 0; ctx.Err() == nil && !limit(); n++ {
+		timer := time.NewTimer(0)
+		<-timer.C
+	schedule:
+		for n := int64(0); ctx.Err() == nil && (o.MaxRequests <= 0 || n < o.MaxRequests); n++ {
 			at := start.Add(time.Duration(n) * interval)
 			if d := time.Until(at); d > 0 {
+				timer.Reset(d)
 				select {
-				case <-time.After(d):
+				case <-timer.C:
 				case <-ctx.Done():
+					break schedule
 				}
 			}
 			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				continue
+			case queue <- at:
+			default: // the queue is full: the target is far behind; stop scheduling
+				errs.Add(1)
+				firstErr.CompareAndSwap(nil, "open-loop queue overflow")
+				break schedule
 			}
-			wg.Add(1)
-			go func() { defer wg.Done(); defer func() { <-sem }(); one(at) }()
 		}
+		close(queue)
 	} else {
 		for w := 0; w < o.Concurrency; w++ {
 			wg.Add(1)
