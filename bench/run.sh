@@ -36,7 +36,7 @@ go build -o bench/bin/loadbench ./bench/loadbench
   echo "## 2. Kong plugin through the plugin-server socket (baseline = same PDK calls, no checks)"
   echo
   echo '```'
-  go test -run '^$' -bench PluginSocket -benchtime 5000x -count 3 ./plugin/ > bench/results/plugin.txt
+  go test -run '^$' -bench PluginSocket -benchtime 3000x -count 6 ./plugin/ > bench/results/plugin.txt
   bench/bin/benchstat bench/results/plugin.txt
   echo '```'
   echo

@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"net/http"
+	"net/textproto"
 	"os"
 	"strings"
 	"time"
@@ -158,13 +159,14 @@ func (inst *Instance) access(kong *pdk.PDK) {
 // forward removes client-supplied copies of every header the plugin owns
 // that it is not setting now, then writes all upstream headers in one call.
 func (inst *Instance) forward(kong *pdk.PDK, in map[string][]string, out map[string][]string) {
-	setting := make(map[string]bool, len(out))
-	for k := range out {
-		setting[strings.ToLower(k)] = true
-	}
+	// Keys of out are canonical header names; inst.strip and the keys of in
+	// are lower case. The lookup in out runs only for a header the client
+	// sent, which is rare: the common path allocates nothing here.
 	for _, n := range inst.strip {
-		if _, present := in[n]; present && !setting[n] {
-			_ = kong.ServiceRequest.ClearHeader(n)
+		if _, present := in[n]; present {
+			if _, setting := out[textproto.CanonicalMIMEHeaderKey(n)]; !setting {
+				_ = kong.ServiceRequest.ClearHeader(n)
+			}
 		}
 	}
 	if inst.headers.StripAuthorization() {

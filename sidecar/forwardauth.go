@@ -32,12 +32,7 @@ func (s *Server) serveForwardAuth(w http.ResponseWriter, r *http.Request, ev *ev
 		s.writeDecision(w, d)
 		return
 	}
-	allowed, denied := s.authorize(r.Context(), r.Header, method, path, ev)
-	var jwt string
-	if denied == nil {
-		jwt, denied = s.sign(allowed)
-	}
-	ev.record(allowed, denied)
+	allowed, jwt, denied := s.decide(r, method, path, ev)
 	if denied != nil {
 		s.writeDecision(w, denied)
 		return

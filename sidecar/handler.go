@@ -81,6 +81,18 @@ func (s *Server) authorize(ctx context.Context, hdr http.Header, method, path st
 	return &dec, nil
 }
 
+// decide is what both modes do with a request for method and path:
+// authorize it, sign the upstream JWT when allowed, and record the outcome.
+// Exactly one of (allowed or public) and denied results.
+func (s *Server) decide(r *http.Request, method, path string, ev *event) (allowed *policy.Decision, jwt string, denied *policy.Decision) {
+	allowed, denied = s.authorize(r.Context(), r.Header, method, path, ev)
+	if denied == nil {
+		jwt, denied = s.sign(allowed)
+	}
+	ev.record(allowed, denied)
+	return allowed, jwt, denied
+}
+
 // record notes the decision in the event.
 func (ev *event) record(allowed, denied *policy.Decision) {
 	switch {

@@ -71,12 +71,7 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, ev *event) {
 		writeMessage(w, http.StatusNotFound, "Not Found")
 		return
 	}
-	allowed, denied := s.authorize(r.Context(), r.Header, r.Method, r.URL.Path, ev)
-	var jwt string
-	if denied == nil {
-		jwt, denied = s.sign(allowed)
-	}
-	ev.record(allowed, denied)
+	allowed, jwt, denied := s.decide(r, r.Method, r.URL.Path, ev)
 	if denied != nil {
 		s.writeDecision(w, denied)
 		return
