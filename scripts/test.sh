@@ -16,6 +16,9 @@ fi
 echo "== go vet"
 go vet ./...
 
+echo "== staticcheck (pinned)"
+go run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...
+
 echo "== go test -race"
 testlog=$(mktemp)
 trap 'rm -f "$testlog"' EXIT

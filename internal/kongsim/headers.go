@@ -3,7 +3,6 @@ package kongsim
 import (
 	"fmt"
 	"math"
-	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -115,15 +114,6 @@ func (l headerList) table(max int) map[string]any {
 		}
 	}
 	return out
-}
-
-func (l headerList) httpHeader() map[string][]string {
-	h := map[string][]string{}
-	for _, e := range l {
-		k := http.CanonicalHeaderKey(e.name)
-		h[k] = append(h[k], e.value)
-	}
-	return h
 }
 
 // queryArg is one decoded query argument: a string, or boolean true for "?foo".
