@@ -384,3 +384,35 @@ func TestInstancesShareOneRealmFetch(t *testing.T) {
 	}
 	_ = http.StatusOK
 }
+
+func TestTokenSources(t *testing.T) {
+	h := start(t)
+	id := h.instance(t, func(c map[string]any) {
+		c["uri_param_names"] = []string{"jwt"}
+		c["cookie_names"] = []string{"kc_token"}
+		c["header_names"] = []string{"X-Api-Token"}
+	})
+	tok := h.token(t, "orders-service")
+	cases := []struct {
+		name   string
+		req    kongsim.Request
+		status int
+	}{
+		{"query parameter", kongsim.Request{RawQuery: "a=1&jwt=" + tok}, 0},
+		{"cookie", kongsim.Request{Headers: map[string][]string{"Cookie": {"x=1; kc_token=" + tok}}}, 0},
+		{"custom header", kongsim.Request{Headers: map[string][]string{"X-Api-Token": {"Bearer " + tok}}}, 0},
+		{"Authorization is not a configured source", kongsim.Request{Headers: bearer(tok)}, 401},
+		{"two sources", kongsim.Request{RawQuery: "jwt=" + tok, Headers: map[string][]string{"X-Api-Token": {"Bearer " + tok}}}, 400},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := access(t, h, id, tc.req)
+			if tc.status == 0 && res.Exited {
+				t.Fatalf("denied %d %s", res.Status, res.Body)
+			}
+			if tc.status != 0 && (!res.Exited || res.Status != tc.status) {
+				t.Fatalf("status %d, want %d", res.Status, tc.status)
+			}
+		})
+	}
+}
