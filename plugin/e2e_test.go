@@ -40,7 +40,7 @@ var clients = []testidp.Client{
 	{ID: "reports-job", Secret: "x", Scopes: []string{"orders:read"}, Audience: []string{"orders-api"}},
 }
 
-func start(t *testing.T) *harness {
+func start(t *testing.T, opts ...kongsim.Option) *harness {
 	t.Helper()
 	idp, err := testidp.New(testidp.Options{Clients: clients})
 	if err != nil {
@@ -48,7 +48,7 @@ func start(t *testing.T) *harness {
 	}
 	t.Cleanup(idp.Close)
 	bin := kongsim.Build(t, "github.com/keycloak-jwt/keycloak-jwt/cmd/keycloak-jwt")
-	srv, err := kongsim.Start(bin)
+	srv, err := kongsim.Start(bin, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +368,7 @@ func TestInvalidConfigFailsClosed(t *testing.T) {
 }
 
 func TestInstancesShareOneRealmFetch(t *testing.T) {
-	h := start(t)
+	h := start(t, kongsim.WithEnv("KEYCLOAK_JWT_LOG_LEVEL=debug"))
 	a := h.instance(t, func(c map[string]any) { c["scopes_required"] = []string{"orders:read"} })
 	b := h.instance(t, func(c map[string]any) { c["scopes_required"] = []string{"orders:write"} })
 	tok := h.token(t, "orders-service")
@@ -381,6 +381,21 @@ func TestInstancesShareOneRealmFetch(t *testing.T) {
 	}
 	if d, j := h.idp.Fetches(); d != 1 || j != 1 {
 		t.Fatalf("two instances for one realm made %d discovery and %d JWKS fetches, want 1 and 1", d, j)
+	}
+	// They share the verified-token cache too: the token was verified once,
+	// on instance a's first request; every later decision was a cache hit.
+	var verified, cached int
+	for _, line := range strings.Split(h.srv.Output(), "\n") {
+		if strings.Contains(line, `"msg":"token allowed"`) {
+			if strings.Contains(line, `"cached":true`) {
+				cached++
+			} else {
+				verified++
+			}
+		}
+	}
+	if verified != 1 || cached != 5 {
+		t.Fatalf("%d verifications and %d cache hits over 6 requests on two instances, want 1 and 5:\n%s", verified, cached, h.srv.Output())
 	}
 	_ = http.StatusOK
 }

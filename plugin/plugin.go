@@ -32,10 +32,13 @@ const maxHeaders = 200
 
 // Process-wide state shared by every plugin instance of this plugin server:
 // one JWKS cache (so N instances naming one realm fetch its keys once) and
-// one logger (stderr, which Kong copies into its error log).
+// one verified-token cache per configured size (so routes share verified
+// tokens and memory stays bounded by the size, not size × routes), and one
+// logger (stderr, which Kong copies into its error log).
 var (
-	logger = newLogger()
-	keys   = jwks.NewCache(jwks.Options{Logger: logger})
+	logger      = newLogger()
+	keys        = jwks.NewCache(jwks.Options{Logger: logger})
+	tokenCaches = policy.NewTokenCaches()
 )
 
 func newLogger() *zap.Logger {
@@ -64,7 +67,7 @@ func New() interface{} { return &Config{} }
 // instance is denied (fail closed) and the error is logged once.
 func (c *Config) instance() (*Instance, error) {
 	c.once.Do(func() {
-		c.inst, c.err = Compile(c, policy.Deps{Keys: keys, Logger: logger})
+		c.inst, c.err = Compile(c, policy.Deps{Keys: keys, Logger: logger, TokenCaches: tokenCaches})
 		if c.err != nil {
 			logger.Error("invalid keycloak-jwt configuration: every request on this route is denied with 500",
 				zap.Error(c.err))

@@ -175,3 +175,45 @@ func TestWWWAuthenticate(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+// TestSharedTokenCaches: policies sharing caches reuse verifications, but a
+// policy never accepts an entry verified under an algorithm or a key source
+// it does not trust, and always re-runs its own claim rules.
+func TestSharedTokenCaches(t *testing.T) {
+	e := newEnv(t, "RS256")
+	caches := NewTokenCaches()
+	compile := func(edit func(*Config)) *Policy {
+		cfg := e.config()
+		if edit != nil {
+			edit(&cfg)
+		}
+		p, err := Compile(cfg, Deps{Keys: e.keys, Clock: e.clock.Now, TokenCaches: caches})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	read := compile(func(c *Config) { c.ScopesRequired = []string{"orders:read"} })
+	write := compile(func(c *Config) { c.ScopesRequired = []string{"orders:write"} })
+	onlyES := compile(func(c *Config) { c.Algorithms = []string{"ES256"} })
+	otherSource := compile(func(c *Config) { c.Issuers[0].JWKSURI = e.idp.JWKSURL() })
+	ownSize := 5
+	own := compile(func(c *Config) { c.TokenCacheSize = &ownSize })
+	if read.cache != write.cache || read.cache == own.cache {
+		t.Fatal("policies of one size must share a cache; another size must not")
+	}
+
+	tok := e.token(t, "reports-job")
+	if d := check(read, tok); !d.Allow || d.CachedResult {
+		t.Fatalf("first check: %+v", d)
+	}
+	if d := check(write, tok); d.Allow || d.Reason != ReasonScope || !d.CachedResult {
+		t.Fatalf("another route's rules on a shared hit: %+v", d)
+	}
+	if d := check(onlyES, tok); d.Allow || d.Reason != ReasonAlgorithm || d.CachedResult {
+		t.Fatalf("an entry verified with RS256 must not pass an ES256-only policy: %+v", d)
+	}
+	if d := check(otherSource, tok); !d.Allow || d.CachedResult {
+		t.Fatalf("a policy with another key source must verify for itself: %+v", d)
+	}
+}

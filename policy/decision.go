@@ -126,8 +126,8 @@ func (d *Decision) Body() []byte {
 	return b
 }
 
-func allow(c *Claims, cached bool) Decision {
-	return Decision{Allow: true, Status: http.StatusOK, Reason: ReasonOK, Claims: c, CachedResult: cached}
+func allow(c *Claims) Decision {
+	return Decision{Allow: true, Status: http.StatusOK, Reason: ReasonOK, Claims: c}
 }
 
 func deny(status int, code, reason, msg, detail string) Decision {

@@ -27,6 +27,9 @@ type Deps struct {
 	Clock func() time.Time
 	// Logger receives one line per decision at debug and one per deny at info.
 	Logger *zap.Logger
+	// TokenCaches, when set, shares verified-token caches between policies
+	// of one process (see TokenCaches); when nil each policy has its own.
+	TokenCaches *TokenCaches
 }
 
 // Policy is a compiled Config. It is safe for concurrent use.
@@ -72,7 +75,10 @@ func Compile(cfg Config, deps Deps) (*Policy, error) {
 		p.oneIss = r.issuers[0].Issuer
 		p.one = p.sources[p.oneIss]
 	}
-	if r.cacheSize > 0 {
+	switch {
+	case r.cacheSize > 0 && deps.TokenCaches != nil:
+		p.cache = deps.TokenCaches.get(r.cacheSize)
+	case r.cacheSize > 0:
 		p.cache = newTokenCache(r.cacheSize)
 	}
 	p.scope = strings.Join(r.scopes.values, " ")
@@ -119,7 +125,10 @@ func (p *Policy) check(ctx context.Context, token string) Decision {
 	}
 	now := p.now().Unix()
 	if p.cache != nil {
-		if e := p.cache.get(token, now); e != nil {
+		// A hit counts only if this policy trusts what verified the entry:
+		// the key source it uses for that issuer, and the algorithm.
+		if e := p.cache.get(token, now); e != nil && p.sources[e.claims.Issuer] == e.src &&
+			contains(p.r.algs, e.claims.Algorithm) {
 			if set := e.src.Fresh(); set != nil {
 				if k, ok := set.Lookup(e.claims.KeyID, e.claims.Algorithm); ok && k == e.key {
 					p.hits.Add(1)
@@ -182,8 +191,15 @@ func (p *Policy) check(ctx context.Context, token string) Decision {
 	return d
 }
 
-// checkClaims applies every claim rule; it is cheap and runs on cache hits too.
+// checkClaims applies every claim rule; it is cheap and runs on cache hits
+// too. cached marks the decision as served by the verified-token cache.
 func (p *Policy) checkClaims(c *Claims, now int64, cached bool) Decision {
+	d := p.claimRules(c, now)
+	d.CachedResult = cached
+	return d
+}
+
+func (p *Policy) claimRules(c *Claims, now int64) Decision {
 	r := p.r
 	if !p.typeAccepted(c) {
 		return invalidToken(ReasonType, "The token is not an access token",
@@ -231,7 +247,7 @@ func (p *Policy) checkClaims(c *Claims, now int64, cached bool) Decision {
 		d.Claims = c
 		return d
 	}
-	return allow(c, cached)
+	return allow(c)
 }
 
 func (p *Policy) typeAccepted(c *Claims) bool {

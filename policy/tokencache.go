@@ -19,6 +19,33 @@ type cacheEntry struct {
 
 const cacheShards = 16
 
+// TokenCaches hands out verified-token caches shared by size: every policy
+// compiled with the same TokenCaches and the same token_cache_size uses one
+// cache. A Kong node runs one policy per route; sharing keeps memory bounded
+// by the configured size, not by size × routes, and lets a token verified
+// on one route hit the cache on the next. An entry records only what
+// verification established (claims, key, key source); each policy re-checks
+// on a hit that the entry's algorithm and key source are ones it trusts,
+// then re-runs every claim rule.
+type TokenCaches struct {
+	mu sync.Mutex
+	m  map[int]*tokenCache
+}
+
+// NewTokenCaches returns an empty registry.
+func NewTokenCaches() *TokenCaches { return &TokenCaches{m: map[int]*tokenCache{}} }
+
+func (t *TokenCaches) get(size int) *tokenCache {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c, ok := t.m[size]
+	if !ok {
+		c = newTokenCache(size)
+		t.m[size] = c
+	}
+	return c
+}
+
 // tokenCache is a bounded map of verified tokens, keyed by a seeded hash of
 // the token. Each shard holds at most size/cacheShards entries; when full,
 // it drops an expired entry if it finds one among a few, else any entry.

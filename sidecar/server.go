@@ -82,7 +82,7 @@ func New(cfg *Config, o Options) (*Server, error) {
 	keys := jwks.NewCache(jwks.Options{Logger: log.Named("jwks"), Clock: o.Clock, Transport: o.KeysTransport})
 	// Policies get no logger: the server writes one line per request, with
 	// the request id and the decision's reason and detail.
-	c, err := compile(cfg, policy.Deps{Keys: keys, Clock: o.Clock, Logger: zap.NewNop()}, o.Clock)
+	c, err := compile(cfg, policy.Deps{Keys: keys, Clock: o.Clock, Logger: zap.NewNop(), TokenCaches: policy.NewTokenCaches()}, o.Clock)
 	if err != nil {
 		return nil, err
 	}
