@@ -375,7 +375,7 @@ func (s *Source) discover() (string, error) {
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return "", fmt.Errorf("discovery %s: not a JSON discovery document: %w", u, err)
 	}
-	if doc.Issuer != s.spec.Issuer && !s.spec.AllowDiscoveryIssuerMismatch {
+	if doc.Issuer != s.spec.Issuer {
 		return "", fmt.Errorf("discovery %s: document says issuer %q but the configured issuer is %q "+
 			"(tokens are checked against the configured one; fix the issuer, set Keycloak's hostname "+
 			"(KC_HOSTNAME) so both agree, or set jwks_uri to skip discovery)", u, doc.Issuer, s.spec.Issuer)

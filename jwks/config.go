@@ -106,10 +106,6 @@ type Spec struct {
 	DiscoveryURL string
 	// JWKSURI, when set, is fetched directly and discovery is skipped.
 	JWKSURI string
-	// AllowDiscoveryIssuerMismatch accepts a discovery document whose
-	// "issuer" differs from Issuer. Off by default: a mismatch usually means
-	// the gateway talks to another realm or another Keycloak hostname setting.
-	AllowDiscoveryIssuerMismatch bool
 	Config
 }
 
@@ -161,8 +157,8 @@ func (s Spec) cacheKey() string {
 	if where == "" {
 		where = "discovery:" + s.discoveryURL()
 	}
-	return fmt.Sprintf("%s|iss=%s|mismatch=%t|%d|%d|%d|%d|%d|%d|%d|ca=%s|insecure=%t",
-		where, s.Issuer, s.AllowDiscoveryIssuerMismatch,
+	return fmt.Sprintf("%s|iss=%s|%d|%d|%d|%d|%d|%d|%d|ca=%s|insecure=%t",
+		where, s.Issuer,
 		c.MinRefreshInterval, c.DefaultTTL, c.MinTTL, c.MaxTTL, c.MaxStale, c.FetchTimeout,
 		c.MaxResponseBytes, c.CAFile, c.InsecureSkipVerify)
 }

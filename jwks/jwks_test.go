@@ -115,8 +115,8 @@ func TestDiscoveryIssuerMismatch(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "KC_HOSTNAME") {
 		t.Fatalf("want a clear mismatch error, got %v", err)
 	}
-	// The explicit override accepts it.
-	s2 := mustSource(t, c, Spec{Issuer: idp.Issuer(), AllowDiscoveryIssuerMismatch: true})
+	// The way around it is explicit: fetch the keys from jwks_uri.
+	s2 := mustSource(t, c, Spec{Issuer: idp.Issuer(), JWKSURI: idp.JWKSURL()})
 	if _, err := s2.Key(ctx, idp.CurrentKid(), "RS256"); err != nil {
 		t.Fatal(err)
 	}
