@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -310,6 +309,3 @@ func (c Config) compileRules() (*rules, error) {
 	}
 	return r, nil
 }
-
-// ErrNoKeys is wrapped in configuration errors about key sources.
-var ErrNoKeys = errors.New("no key source")
