@@ -27,6 +27,10 @@ const Version = "0.1.0"
 // rate-limiting 910, request-transformer 801).
 const Priority = 1440
 
+// ReasonNoConsumer is the reason code of a valid token whose client has no
+// Kong consumer while consumer mapping is required.
+const ReasonNoConsumer = "no_consumer"
+
 // maxHeaders bounds kong.request.get_headers (Kong's own limit is 1000).
 const maxHeaders = 200
 
@@ -122,12 +126,7 @@ func (inst *Instance) access(kong *pdk.PDK) {
 			}
 		}
 	}
-	var d policy.Decision
-	if tok, deny := policy.ExtractToken(creds); deny != nil {
-		d = *deny
-	} else {
-		d = inst.policy.Check(context.Background(), tok)
-	}
+	d := inst.policy.CheckRequest(context.Background(), creds)
 	out := make(map[string][]string, 8)
 	switch {
 	case d.Allow:
@@ -219,7 +218,7 @@ func (inst *Instance) mapConsumer(kong *pdk.PDK, d *policy.Decision, out map[str
 		return inst.setAnonymous(kong, out)
 	}
 	deny := policy.Decision{Status: http.StatusUnauthorized, Error: policy.ErrInvalidToken,
-		Reason: "no_consumer", Message: "The client is not registered at this gateway"}
+		Reason: ReasonNoConsumer, Message: "The client is not registered at this gateway"}
 	exit(kong, deny, inst.realm)
 	return false
 }

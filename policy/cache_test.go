@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -215,5 +216,17 @@ func TestSharedTokenCaches(t *testing.T) {
 	}
 	if d := check(otherSource, tok); !d.Allow || d.CachedResult {
 		t.Fatalf("a policy with another key source must verify for itself: %+v", d)
+	}
+}
+
+func TestCheckRequest(t *testing.T) {
+	e := newEnv(t, "RS256")
+	p := e.compile(t, nil)
+	if d := p.CheckRequest(context.Background(), Credentials{}); d.Allow || d.Status != 401 || d.Reason != ReasonNoToken {
+		t.Fatalf("no token: %+v", d)
+	}
+	c := Credentials{Authorization: []string{"Bearer " + e.token(t, "orders-service")}}
+	if d := p.CheckRequest(context.Background(), c); !d.Allow {
+		t.Fatalf("valid token: %+v", d)
 	}
 }
