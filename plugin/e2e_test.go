@@ -153,8 +153,8 @@ func TestStatuses(t *testing.T) {
 				if res.Exited {
 					t.Fatalf("denied %d %s", res.Status, res.Body)
 				}
-				if len(res.Calls) > 3 {
-					t.Fatalf("allow path made %d PDK calls (%v), budget 3", len(res.Calls), res.Calls)
+				if len(res.Calls) != 2 {
+					t.Fatalf("allow path made %d PDK calls (%v), want 2 (budget 3)", len(res.Calls), res.Calls)
 				}
 				return
 			}
@@ -280,8 +280,8 @@ func TestConsumerMapping(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, up.Get(k), v)
 		}
 	}
-	if len(res.Calls) > 5 {
-		t.Fatalf("mapping path made %d PDK calls (%v), budget 5", len(res.Calls), res.Calls)
+	if len(res.Calls) != 4 {
+		t.Fatalf("mapping path made %d PDK calls (%v), want 4 (budget 5)", len(res.Calls), res.Calls)
 	}
 	// No matching consumer: 401.
 	res = access(t, h, id, kongsim.Request{Headers: bearer(tok)})
@@ -329,8 +329,8 @@ func TestUpstreamJWT(t *testing.T) {
 	if claims["sub"] != "orders-service" || claims["scope"] != "profile email orders:read orders:write" {
 		t.Fatalf("claims %v", claims)
 	}
-	if len(res.Calls) > 3 {
-		t.Fatalf("allow path with upstream JWT made %d PDK calls: %v", len(res.Calls), res.Calls)
+	if len(res.Calls) != 3 {
+		t.Fatalf("allow path with upstream JWT made %d PDK calls (%v), want 3", len(res.Calls), res.Calls)
 	}
 	// A spoofed upstream JWT from the client is replaced.
 	req.Headers["X-Upstream-Jwt"] = []string{"forged"}
