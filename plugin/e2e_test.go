@@ -384,14 +384,22 @@ func TestInstancesShareOneRealmFetch(t *testing.T) {
 	}
 	// They share the verified-token cache too: the token was verified once,
 	// on instance a's first request; every later decision was a cache hit.
+	// The plugin's stderr reaches the harness asynchronously: wait for the
+	// six decision lines before counting.
 	var verified, cached int
-	for _, line := range strings.Split(h.srv.Output(), "\n") {
-		if strings.Contains(line, `"msg":"token allowed"`) {
-			if strings.Contains(line, `"cached":true`) {
-				cached++
-			} else {
-				verified++
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		verified, cached = 0, 0
+		for _, line := range strings.Split(h.srv.Output(), "\n") {
+			if strings.Contains(line, `"msg":"token allowed"`) {
+				if strings.Contains(line, `"cached":true`) {
+					cached++
+				} else {
+					verified++
+				}
 			}
+		}
+		if verified+cached >= 6 || time.Now().After(deadline) {
+			break
 		}
 	}
 	if verified != 1 || cached != 5 {
