@@ -112,3 +112,23 @@ func setNonZero(v reflect.Value) {
 		setNonZero(v.Field(0))
 	}
 }
+
+// TestREADMEKongExample lints the kong.yml example of the README with the
+// plugin's own checks, so the example people copy stays valid.
+func TestREADMEKongExample(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(readme)
+	start := strings.Index(text, "```yaml\n_format_version:")
+	if start < 0 {
+		t.Fatal("README has no kong.yml example")
+	}
+	block := text[start+len("```yaml\n"):]
+	block = block[:strings.Index(block, "```")]
+	n, findings, err := Lint([]byte(block), LintOptions{})
+	if err != nil || n == 0 || len(findings) > 0 {
+		t.Fatalf("README kong.yml example: %d entries, %v, %v", n, findings, err)
+	}
+}
