@@ -2,7 +2,6 @@ package plugin_test
 
 import (
 	"encoding/json"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/keycloak-jwt/keycloak-jwt/internal/kongsim"
 	"github.com/keycloak-jwt/keycloak-jwt/internal/testidp"
+	"github.com/keycloak-jwt/keycloak-jwt/plugin"
 	"github.com/keycloak-jwt/keycloak-jwt/upstream"
 )
 
@@ -117,7 +117,10 @@ func TestDump(t *testing.T) {
 	if strings.Contains(string(raw), "omitempty") || strings.Contains(string(raw), `"once"`) {
 		t.Error("schema leaks tag options or internal fields")
 	}
-	_ = info
+	if len(info.Plugins) != 1 || info.Plugins[0].Name != plugin.Name || info.Plugins[0].Priority != plugin.Priority ||
+		info.Plugins[0].Version != plugin.Version || len(info.Plugins[0].Phases) != 1 || info.Plugins[0].Phases[0] != "access" {
+		t.Errorf("dump info %+v", info.Plugins)
+	}
 }
 
 func TestStatuses(t *testing.T) {
@@ -405,7 +408,6 @@ func TestInstancesShareOneRealmFetch(t *testing.T) {
 	if verified != 1 || cached != 5 {
 		t.Fatalf("%d verifications and %d cache hits over 6 requests on two instances, want 1 and 5:\n%s", verified, cached, h.srv.Output())
 	}
-	_ = http.StatusOK
 }
 
 func TestTokenSources(t *testing.T) {

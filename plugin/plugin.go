@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/textproto"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/Kong/go-pdk"
@@ -264,15 +263,13 @@ func exit(kong *pdk.PDK, d policy.Decision, realm string) {
 	kong.Response.Exit(d.Status, d.Body(), h)
 }
 
-// cookieValues extracts the named cookies from Cookie header values.
+// cookieValues returns the values of the named cookies, parsed by net/http
+// (which skips malformed cookies and unquotes values).
 func cookieValues(headers []string, names []string) []string {
 	var out []string
-	for _, h := range headers {
-		for _, part := range strings.Split(h, ";") {
-			k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-			if ok && contains(names, k) {
-				out = append(out, strings.Trim(v, `"`))
-			}
+	for _, c := range (&http.Request{Header: http.Header{"Cookie": headers}}).Cookies() {
+		if contains(names, c.Name) {
+			out = append(out, c.Value)
 		}
 	}
 	return out

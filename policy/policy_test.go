@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/keycloak-jwt/keycloak-jwt/internal/testidp"
 )
@@ -396,5 +395,4 @@ func TestKeysUnavailableDenies(t *testing.T) {
 	if d.Allow || d.Reason != ReasonKeysUnavailable || d.Status != 401 {
 		t.Fatalf("%+v", d)
 	}
-	_ = time.Second
 }
