@@ -82,7 +82,8 @@ func expandLine(out, line []byte, lookup LookupEnv) ([]byte, error) {
 		case hasDef && v == "":
 			v = def
 		case !ok:
-			return nil, fmt.Errorf("environment variable %s is not set (referenced as ${%s}; use ${%s:-default} for a default)", name, name, name)
+			n := clip([]byte(name))
+			return nil, fmt.Errorf("environment variable %s is not set (referenced as ${%s}; use ${%s:-default} for a default)", n, n, n)
 		}
 		out = append(out, v...)
 		line = rest[closeAt+1:]

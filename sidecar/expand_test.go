@@ -28,6 +28,8 @@ func TestExpandEnv(t *testing.T) {
 		{"a: ${1BAD}", "", "not a valid environment variable name"},
 		{"a: ${}", "", "not a valid environment variable name"},
 		{"a: ${A-B}", "", "not a valid"},
+		// A long unset name is clipped in the message, which must stay short.
+		{"a: ${" + strings.Repeat("LONG_NAME_", 30) + "}", "", "environment variable LONG_NAME_LONG_NAME_LONG_NAME_LONG_NAME_... is not set"},
 	}
 	for _, tc := range tests {
 		got, err := expandEnv([]byte(tc.in), env)
@@ -46,7 +48,7 @@ func TestExpandEnv(t *testing.T) {
 // FuzzExpandEnv: no panic; input without "${" is returned unchanged; an
 // error never echoes more than a short excerpt of the input.
 func FuzzExpandEnv(f *testing.F) {
-	for _, s := range []string{"a: ${X}", "${X:-d}", "$${X}", "# ${Y}\n${X}", "${", "$", "${X:-${Y}}", "a\n\n${X}\r\n"} {
+	for _, s := range []string{"a: ${X}", "${X:-d}", "$${X}", "# ${Y}\n${X}", "${", "$", "${X:-${Y}}", "a\n\n${X}\r\n", "${" + strings.Repeat("N", 150) + "}"} {
 		f.Add([]byte(s))
 	}
 	env := mapEnv(map[string]string{"X": "value", "Y": ""})
