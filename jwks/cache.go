@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/keycloak-jwt/keycloak-jwt/internal/limitedfile"
 )
 
 // Errors returned by Source.Key. Both mean "deny".
@@ -103,7 +104,7 @@ func (c *Cache) httpClient(spec Spec) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	if spec.CAFile != "" {
-		pem, err := os.ReadFile(spec.CAFile)
+		pem, err := limitedfile.Read(spec.CAFile, maxCAFileBytes)
 		if err != nil {
 			return nil, fmt.Errorf("%w: ca_file: %w", ErrInvalidSpec, err)
 		}
@@ -116,6 +117,9 @@ func (c *Cache) httpClient(spec Spec) (*http.Client, error) {
 	tr.TLSClientConfig.InsecureSkipVerify = spec.InsecureSkipVerify //nolint:gosec // explicit, logged dev option
 	return &http.Client{Transport: tr}, nil
 }
+
+// maxCAFileBytes bounds ca_file (a whole system bundle is ~250 KiB).
+const maxCAFileBytes = 4 << 20
 
 // Source is the key set of one issuer, fetched and refreshed on demand.
 type Source struct {

@@ -41,4 +41,8 @@ func TestTLS(t *testing.T) {
 	if _, err := c.Source(Spec{Issuer: idp.Issuer(), JWKSURI: jwksURI, Config: Config{CAFile: bad}}); !errors.Is(err, ErrInvalidSpec) {
 		t.Fatalf("bad ca_file: %v", err)
 	}
+	// A path to an endless device is refused at its size bound, not read until memory runs out.
+	if _, err := c.Source(Spec{Issuer: idp.Issuer(), JWKSURI: jwksURI, Config: Config{CAFile: "/dev/zero"}}); !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("ca_file /dev/zero: %v", err)
+	}
 }

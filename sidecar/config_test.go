@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"strings"
@@ -211,5 +212,12 @@ func TestLoadConfigFile(t *testing.T) {
 	}
 	if _, err := LoadConfigFile(dir+"/missing.yaml", nil); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
 		t.Errorf("missing file: %v", err)
+	}
+	big := dir + "/big.yaml"
+	if err := os.WriteFile(big, append([]byte("listen: ':8080'\n# "), bytes.Repeat([]byte("x"), maxConfigBytes)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfigFile(big, nil); err == nil || !strings.Contains(err.Error(), "larger than 1048576 bytes") {
+		t.Errorf("oversized file: %v", err)
 	}
 }

@@ -3,12 +3,12 @@ package sidecar
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/keycloak-jwt/keycloak-jwt/internal/limitedfile"
 	"github.com/keycloak-jwt/keycloak-jwt/policy"
 )
 
@@ -30,17 +30,9 @@ const (
 // LoadConfigFile reads, expands and decodes the configuration file at path
 // (see ParseConfig). lookup is os.LookupEnv when nil.
 func LoadConfigFile(path string, lookup LookupEnv) (*Config, error) {
-	f, err := os.Open(path)
+	data, err := limitedfile.Read(path, maxConfigBytes)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	if len(data) > maxConfigBytes {
-		return nil, fmt.Errorf("config %s: larger than %d bytes", path, maxConfigBytes)
 	}
 	cfg, err := ParseConfig(data, lookup)
 	if err != nil {

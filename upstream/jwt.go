@@ -25,6 +25,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
+	"github.com/keycloak-jwt/keycloak-jwt/internal/limitedfile"
 	"github.com/keycloak-jwt/keycloak-jwt/jwks"
 	"github.com/keycloak-jwt/keycloak-jwt/policy"
 )
@@ -40,6 +41,9 @@ const (
 
 // jwtPrefix is the name of the configuration record in error messages.
 const jwtPrefix = "upstream_jwt"
+
+// maxKeyFileBytes bounds private_key_file (a PEM key is a few KiB).
+const maxKeyFileBytes = 1 << 20
 
 // JWTConfig configures the short-lived JWT the gateway signs for the
 // upstream, so that the upstream can trust the hop.
@@ -216,7 +220,7 @@ func loadKey(c JWTConfig) (crypto.Signer, string, error) {
 	case c.PrivateKeyFile != "" && c.PrivateKeyEnv != "":
 		return nil, fileField, errors.New("set exactly one of private_key_file and private_key_env, not both")
 	case c.PrivateKeyFile != "":
-		data, err := os.ReadFile(c.PrivateKeyFile)
+		data, err := limitedfile.Read(c.PrivateKeyFile, maxKeyFileBytes)
 		if err != nil {
 			var pe *os.PathError
 			if errors.As(err, &pe) {

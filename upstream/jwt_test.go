@@ -613,6 +613,7 @@ func TestNewSignerErrors(t *testing.T) {
 		{"env empty", with(func(c *JWTConfig) { c.PrivateKeyFile, c.PrivateKeyEnv = "", "UPSTREAM_EMPTY_KEY" }), "upstream_jwt.private_key_env", "not set", ec},
 		{"env corrupt", with(func(c *JWTConfig) { c.PrivateKeyFile, c.PrivateKeyEnv = "", "UPSTREAM_CORRUPT_KEY" }), "upstream_jwt.private_key_env", "not a valid private key", rs},
 		{"missing file", with(func(c *JWTConfig) { c.PrivateKeyFile = filepath.Join(t.TempDir(), "nope.pem") }), "upstream_jwt.private_key_file", "cannot read", ec},
+		{"endless file", with(func(c *JWTConfig) { c.PrivateKeyFile = "/dev/zero" }), "upstream_jwt.private_key_file", "larger than 1048576 bytes", ec},
 		{"not PEM", file("ES256", []byte("this is not a key")), "upstream_jwt.private_key_file", "no PEM private key", ec},
 		{"public key only", file("ES256", publicOnly), "upstream_jwt.private_key_file", "no PEM private key", ec},
 		{"corrupt DER", file("RS256", corrupt), "upstream_jwt.private_key_file", "not a valid private key", rs},
