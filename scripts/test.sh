@@ -31,7 +31,16 @@ for file in $(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v node_modul
   pkg="./$(dirname "${file#./}")"
   for target in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | sed 's/^func //'); do
     echo "-- $pkg $target"
-    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" > /tmp/fuzz.$$ 2>&1 || { cat /tmp/fuzz.$$; exit 1; }
+    if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" > /tmp/fuzz.$$ 2>&1; then
+      cat /tmp/fuzz.$$
+      # The failing input is written under testdata/ of this (throwaway) clone:
+      # print it, so that the failure can be reproduced from the log alone.
+      for input in $(grep -o 'testdata/fuzz/[^ ]*' /tmp/fuzz.$$ | sort -u); do
+        echo "== failing input $pkg/$input (save it there and run: go test -run '${target}/$(basename "$input")' $pkg)"
+        head -c 20000 "$pkg/$input"; echo
+      done
+      exit 1
+    fi
     tail -n 1 /tmp/fuzz.$$
   done
 done
