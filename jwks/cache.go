@@ -182,13 +182,19 @@ func (s *Source) Status() Status {
 // Current returns the loaded key set (nil before the first good fetch).
 func (s *Source) Current() *KeySet { return s.set.Load() }
 
-// Fresh returns the loaded key set like Current, and starts a background
-// refresh when the set is due for one. Callers that skip Key (a cache of
-// verified tokens) use it so that rotation and removal still take effect.
+// Fresh returns the loaded key set if it is still usable (nil once it is
+// past its expiry plus max_stale, as Key would refuse it), and starts a
+// background refresh when the set is due for one. Callers that skip Key (a
+// cache of verified tokens) use it so that rotation, removal and outages
+// still take effect.
 func (s *Source) Fresh() *KeySet {
+	now := s.cache.now()
 	set := s.set.Load()
-	if set != nil && !s.cache.now().Before(set.RefreshAt) {
+	if set != nil && !now.Before(set.RefreshAt) {
 		s.startFetch(false)
+	}
+	if !s.usable(set, now) {
+		return nil
 	}
 	return set
 }

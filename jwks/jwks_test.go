@@ -294,6 +294,7 @@ func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 func TestParseSet(t *testing.T) {
 	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	rk2, _ := rsa.GenerateKey(rand.Reader, 2048)
 	small, _ := rsa.GenerateKey(rand.Reader, 1024)
 	ek, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	rsaJWK := func(kid, use, alg string, k *rsa.PublicKey) string {
@@ -315,6 +316,7 @@ func TestParseSet(t *testing.T) {
 		{"unknown kty skipped", `{"keys":[{"kty":"XYZ","kid":"q"},` + ecJWK + `]}`, []string{"ec"}, false},
 		{"broken key skipped", `{"keys":[{"kty":"RSA","kid":"b","n":"!!"},` + ecJWK + `]}`, []string{"ec"}, false},
 		{"duplicate kid dropped", `{"keys":[` + rsaJWK("d", "sig", "RS256", &rk.PublicKey) + `,` + rsaJWK("d", "sig", "RS256", &rk.PublicKey) + `,` + ecJWK + `]}`, []string{"ec"}, false},
+		{"kid published three times dropped", `{"keys":[` + rsaJWK("d", "sig", "RS256", &rk.PublicKey) + `,` + rsaJWK("d", "sig", "RS256", &rk.PublicKey) + `,` + rsaJWK("d", "sig", "RS256", &rk2.PublicKey) + `,` + ecJWK + `]}`, []string{"ec"}, false},
 		{"key_ops without verify", `{"keys":[{"kty":"EC","kid":"ec","key_ops":["encrypt"],"crv":"P-256","x":"a","y":"b"}]}`, nil, true},
 		{"not JSON", `{"keys":[`, nil, true},
 		{"no keys member", `{"foo":[]}`, nil, true},

@@ -152,6 +152,7 @@ func ParseSet(data []byte) (*KeySet, error) {
 		return nil, errors.New(`JWKS has no "keys" array`)
 	}
 	set := &KeySet{byID: make(map[string]*Key, len(doc.Keys))}
+	dup := map[string]bool{}
 	for i, raw := range doc.Keys {
 		k, why := parseKey(raw)
 		if k == nil {
@@ -161,7 +162,12 @@ func ParseSet(data []byte) (*KeySet, error) {
 		if k.ID == "" {
 			set.noID = append(set.noID, k)
 		} else {
-			if _, dup := set.byID[k.ID]; dup {
+			if dup[k.ID] {
+				set.Skipped = append(set.Skipped, fmt.Sprintf("kid %q: published again, ignored", k.ID))
+				continue
+			}
+			if _, seen := set.byID[k.ID]; seen {
+				dup[k.ID] = true
 				// Two keys with one kid make the choice ambiguous: keep neither.
 				delete(set.byID, k.ID)
 				set.count--

@@ -78,6 +78,28 @@ func TestTokenCacheRemovedKey(t *testing.T) {
 	}
 }
 
+// When the realm has been unreachable past max_stale, a token verified
+// earlier is denied like any other: the cache never outlives the key set.
+func TestTokenCacheHitPastMaxStale(t *testing.T) {
+	e := newEnv(t, "RS256")
+	p := e.compile(t, func(c *Config) { c.JWKS.MaxStaleSeconds = 60 })
+	tok := e.token(t, "orders-service", testidp.WithTTL(time.Hour))
+	if d := check(p, tok); !d.Allow {
+		t.Fatal(d.Detail)
+	}
+	if d := check(p, tok); !d.Allow || !d.CachedResult {
+		t.Fatalf("second check not served by the cache: %+v", d)
+	}
+	e.idp.SetFault(testidp.Fault{Down: true})
+	// Past the key set's TTL (300 s from the test realm) plus max_stale (60 s).
+	e.clock.Advance(30 * time.Minute)
+	fresh := e.token(t, "orders-service", testidp.WithTTL(time.Hour))
+	waitFor(t, func() bool { return check(p, fresh).Reason == ReasonKeysUnavailable })
+	if d := check(p, tok); d.Allow || d.Reason != ReasonKeysUnavailable {
+		t.Fatalf("cached token past max_stale: allow=%v cached=%v reason=%s", d.Allow, d.CachedResult, d.Reason)
+	}
+}
+
 func TestTokenCacheBounded(t *testing.T) {
 	e := newEnv(t, "EdDSA")
 	size := 64

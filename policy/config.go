@@ -187,8 +187,39 @@ type rules struct {
 
 type clientRole struct{ client, role string }
 
+// maxJWKSSeconds bounds every jwks.*_seconds field (a year): larger values
+// are mistakes, and far larger ones would overflow time.Duration and wrap to
+// a tiny interval.
+const maxJWKSSeconds = 365 * 24 * 3600
+
+// check validates the ranges of the JWKS settings, naming the field.
+func (j JWKSConfig) check() error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"min_refresh_interval_seconds", j.MinRefreshIntervalSeconds},
+		{"default_ttl_seconds", j.DefaultTTLSeconds},
+		{"min_ttl_seconds", j.MinTTLSeconds},
+		{"max_ttl_seconds", j.MaxTTLSeconds},
+		{"max_stale_seconds", j.MaxStaleSeconds},
+		{"fetch_timeout_seconds", j.FetchTimeoutSeconds},
+	} {
+		if f.v < 0 || f.v > maxJWKSSeconds {
+			return cfgErr("jwks."+f.name, "must be between 0 (default) and %d, got %d", maxJWKSSeconds, f.v)
+		}
+	}
+	if j.MaxResponseBytes < 0 {
+		return cfgErr("jwks.max_response_bytes", "must not be negative, got %d", j.MaxResponseBytes)
+	}
+	return nil
+}
+
 func (c Config) compileRules() (*rules, error) {
 	r := &rules{}
+	if err := c.JWKS.check(); err != nil {
+		return nil, err
+	}
 	if len(c.Issuers) == 0 {
 		return nil, cfgErr("issuers", "at least one trusted issuer is required")
 	}

@@ -144,6 +144,11 @@ func TestHostileTokens(t *testing.T) {
 		{"tampered payload", parts[0] + "." + enc(claimsWith(e, map[string]any{"azp": "evil"})) + "." + parts[2], ReasonSignature, 401},
 		{"truncated signature", parts[0] + "." + parts[1] + "." + parts[2][:40], ReasonSignature, 401},
 		{"signature not base64", parts[0] + "." + parts[1] + ".***", ReasonMalformed, 401},
+		// Go's base64 decoder skips CR and LF even in strict mode, and the
+		// signature is not signed: without a check, these second spellings of
+		// the good token would verify.
+		{"line feed in the signature", parts[0] + "." + parts[1] + "." + parts[2][:20] + "\n" + parts[2][20:], ReasonMalformed, 401},
+		{"CR LF in the signature", parts[0] + "." + parts[1] + "." + parts[2] + "\r\n", ReasonMalformed, 401},
 		{"empty token", "", ReasonNoToken, 401},
 	}
 	for _, tc := range cases {
@@ -356,7 +361,11 @@ func TestCompileErrors(t *testing.T) {
 		{"tiny max token", "max_token_bytes", func(c *Config) { c.MaxTokenBytes = 10 }},
 		{"negative cache", "token_cache_size", func(c *Config) { c.TokenCacheSize = &neg }},
 		{"bad token type", "token_types[0]", func(c *Config) { c.TokenTypes = []string{"ID"} }},
-		{"negative jwks timeout", "issuers[0]", func(c *Config) { c.JWKS.FetchTimeoutSeconds = -1 }},
+		{"negative jwks timeout", "jwks.fetch_timeout_seconds", func(c *Config) { c.JWKS.FetchTimeoutSeconds = -1 }},
+		// 18446744074 s overflows time.Duration and would wrap to ~0.29 s.
+		{"huge refresh interval", "jwks.min_refresh_interval_seconds", func(c *Config) { c.JWKS.MinRefreshIntervalSeconds = 18446744074 }},
+		{"max_stale over a year", "jwks.max_stale_seconds", func(c *Config) { c.JWKS.MaxStaleSeconds = maxJWKSSeconds + 1 }},
+		{"negative response limit", "jwks.max_response_bytes", func(c *Config) { c.JWKS.MaxResponseBytes = -1 }},
 		{"missing CA file", "issuers[0]", func(c *Config) { c.JWKS.CAFile = "/nonexistent/ca.pem" }},
 	}
 	for _, tc := range cases {

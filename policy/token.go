@@ -60,6 +60,9 @@ func split(token string, hc *headerCache) (*parsed, error) {
 	if first <= 0 || last == first || last == len(token)-1 {
 		return nil, fmt.Errorf("%w: want three non-empty dot-separated parts", errFormat)
 	}
+	if strings.ContainsAny(token, "\r\n") {
+		return nil, fmt.Errorf("%w: line break in token", errFormat)
+	}
 	if strings.IndexByte(token[first+1:last], '.') >= 0 {
 		return nil, fmt.Errorf("%w: more than three parts (encrypted tokens are not accepted)", errFormat)
 	}
