@@ -93,6 +93,9 @@ type Instance struct {
 	// strip lists, lower-case, every header this instance may set upstream;
 	// client-supplied copies are removed on every request.
 	strip []string
+	// lookalikes matches underscore spellings of strip (X_Client_Id), which
+	// reach the upstream when nginx runs with underscores_in_headers on.
+	lookalikes upstream.Lookalikes
 }
 
 // PolicyConfig is the engine part of the plugin configuration.
@@ -174,6 +177,7 @@ func Compile(c *Config, deps policy.Deps) (*Instance, error) {
 	for _, n := range []string{HeaderConsumerID, HeaderConsumerCustomID, HeaderConsumerUsername, HeaderCredential, HeaderAnonymous} {
 		out.strip = append(out.strip, strings.ToLower(n))
 	}
+	out.lookalikes = upstream.NewLookalikes(out.strip)
 	for _, n := range out.strip {
 		if contains(out.headerNames, n) {
 			return nil, &policy.ConfigError{Field: "header_names", Msg: fmt.Sprintf("%q is also a header the plugin sets upstream", textproto.CanonicalMIMEHeaderKey(n))}

@@ -2,6 +2,7 @@ package plugin_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -191,6 +192,11 @@ func TestIdentityHeadersAndSpoofing(t *testing.T) {
 		"X-Consumer-Username":  {"admin"},
 		"X-Anonymous-Consumer": {"false"},
 		"X-Other":              {"kept"},
+		// Underscore spellings, which CGI/WSGI/Rack upstreams read as the
+		// real headers (they reach Kong's upstream with underscores_in_headers on).
+		"X_Client_Id":         {"admin"},
+		"x_consumer_username": {"admin"},
+		"X_Other":             {"kept"},
 	}}
 	res := access(t, h, id, req)
 	if res.Exited {
@@ -201,6 +207,7 @@ func TestIdentityHeadersAndSpoofing(t *testing.T) {
 		"X-Client-Id": "orders-service", "X-Client-Scopes": "profile email orders:read orders:write",
 		"X-Client-Host": "127.0.0.1", "X-Other": "kept",
 		"X-Consumer-Username": "", "X-Anonymous-Consumer": "", "Authorization": "",
+		"X_Client_Id": "", "x_consumer_username": "", "X_Other": "kept",
 	}
 	for k, v := range want {
 		if got := strings.Join(up.Values(k), ","); got != v {
@@ -215,6 +222,60 @@ func TestIdentityHeadersAndSpoofing(t *testing.T) {
 	if n := countCalls(res, "kong.service.request.set_headers"); n != 1 {
 		t.Fatalf("set_headers called %d times", n)
 	}
+}
+
+// kong.request.get_headers stops at the plugin's limit (200) without an
+// error: forged identity headers past it must still be cleared, on the
+// allow path and on the anonymous path. (kongsim, like nginx, returns the
+// headers in request order; it sends them sorted by name, so the padding, Pad-NNN,
+// comes after Authorization and before the X- headers.)
+func TestSpoofingPastTheHeaderLimit(t *testing.T) {
+	h := start(t)
+	pad := func(hdrs map[string][]string) map[string][]string {
+		for i := range 200 {
+			hdrs[fmt.Sprintf("Pad-%03d", i)] = []string{"x"}
+		}
+		return hdrs
+	}
+	t.Run("allowed", func(t *testing.T) {
+		id := h.instance(t, func(c map[string]any) {
+			c["upstream_headers"] = map[string]any{"strip_authorization": true}
+		})
+		hdrs := pad(bearer(h.token(t, "orders-service")))
+		hdrs["X-Consumer-Username"] = []string{"admin"}
+		req := kongsim.Request{Headers: hdrs}
+		res := access(t, h, id, req)
+		if res.Exited {
+			t.Fatalf("denied: %d %s", res.Status, res.Body)
+		}
+		up := h.srv.UpstreamHeaders(res, req)
+		if v := up.Get("X-Consumer-Username"); v != "" {
+			t.Errorf("forged X-Consumer-Username reached the upstream: %q", v)
+		}
+		if v := up.Get("Authorization"); v != "" {
+			t.Errorf("Authorization reached the upstream despite strip_authorization")
+		}
+		if v := up.Get("X-Client-Id"); v != "orders-service" {
+			t.Errorf("X-Client-Id = %q", v)
+		}
+	})
+	t.Run("anonymous", func(t *testing.T) {
+		anon := kongsim.Consumer{ID: "8a1e2c3d-0000-4000-8000-000000000001", Username: "anonymous"}
+		id := h.instance(t, func(c map[string]any) { c["anonymous"] = "anonymous" })
+		hdrs := pad(map[string][]string{"X-Client-Id": {"admin"}, "X-Client-Scopes": {"orders:write"}})
+		req := kongsim.Request{Headers: hdrs, Consumers: []kongsim.Consumer{anon}}
+		res := access(t, h, id, req)
+		if res.Exited {
+			t.Fatalf("exited %d %s", res.Status, res.Body)
+		}
+		up := h.srv.UpstreamHeaders(res, req)
+		if up.Get("X-Client-Id") != "" || up.Get("X-Client-Scopes") != "" {
+			t.Errorf("forged identity reached the upstream: %q %q", up.Get("X-Client-Id"), up.Get("X-Client-Scopes"))
+		}
+		if up.Get("X-Anonymous-Consumer") != "true" {
+			t.Errorf("X-Anonymous-Consumer = %q", up.Get("X-Anonymous-Consumer"))
+		}
+	})
 }
 
 func countCalls(res *kongsim.Result, m string) int {

@@ -160,19 +160,28 @@ func (inst *Instance) access(kong *pdk.PDK) {
 // forward removes client-supplied copies of every header the plugin owns
 // that it is not setting now, then writes all upstream headers in one call.
 func (inst *Instance) forward(kong *pdk.PDK, in map[string][]string, out map[string][]string) {
+	// get_headers stops at maxHeaders without saying so: past it, a header
+	// the plugin owns may have been sent without being seen, so clear them
+	// all. Otherwise clear only those the client sent, which is rare: the
+	// common path makes no call and allocates nothing here.
+	all := headerCount(in) >= maxHeaders
 	// Keys of out are canonical header names; inst.strip and the keys of in
-	// are lower case. The lookup in out runs only for a header the client
-	// sent, which is rare: the common path allocates nothing here.
+	// are lower case.
 	for _, n := range inst.strip {
-		if _, present := in[n]; present {
+		if _, present := in[n]; present || all {
 			if _, setting := out[textproto.CanonicalMIMEHeaderKey(n)]; !setting {
 				_ = kong.ServiceRequest.ClearHeader(n)
 			}
 		}
 	}
+	for n := range in {
+		if inst.lookalikes.Match(n) {
+			_ = kong.ServiceRequest.ClearHeader(n)
+		}
+	}
 	if inst.headers.StripAuthorization() {
 		for _, n := range inst.headerNames {
-			if _, present := in[n]; present {
+			if _, present := in[n]; present || all {
 				_ = kong.ServiceRequest.ClearHeader(n)
 			}
 		}
@@ -183,6 +192,15 @@ func (inst *Instance) forward(kong *pdk.PDK, in map[string][]string, out map[str
 			exit(kong, policy.Misconfigured(err), "")
 		}
 	}
+}
+
+// headerCount counts header lines as get_headers does (each value).
+func headerCount(in map[string][]string) int {
+	n := 0
+	for _, v := range in {
+		n += len(v)
+	}
+	return n
 }
 
 // mapConsumer finds the Kong consumer for the client (by id or username,
