@@ -39,6 +39,9 @@ type compiled struct {
 	headers *upstream.Headers
 	signer  *upstream.Signer // nil when disabled
 	strip   []string         // removed from every forwarded request
+	// lookalikes matches X_Client_Id-style spellings of strip, which
+	// CGI/WSGI/Rack upstreams read as the real headers.
+	lookalikes upstream.Lookalikes
 
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
@@ -248,6 +251,7 @@ func (o *compiled) compileOutputs(c *Config, clock func() time.Time) error {
 	if s != nil {
 		o.strip = append(o.strip, s.Header())
 	}
+	o.lookalikes = upstream.NewLookalikes(o.strip)
 	for _, name := range o.strip {
 		if name == RequestIDHeader {
 			field := "upstream_headers"

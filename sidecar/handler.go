@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -61,7 +62,9 @@ func (s *Server) authorize(ctx context.Context, hdr http.Header, method, path st
 	if err := checkPath(path); err != nil {
 		return nil, sidecarDeny(http.StatusBadRequest, ReasonBadPath, "The request path is not in canonical form", err.Error())
 	}
-	rt := s.c.routes.match(method, path)
+	// Route methods are upper case (compiled so); so is the request's for
+	// matching, as many frameworks run "delete" as DELETE.
+	rt := s.c.routes.match(strings.ToUpper(method), path)
 	if rt == nil {
 		return nil, sidecarDeny(http.StatusForbidden, ReasonNoRoute, "No route allows this request",
 			"no route rule covers "+method+" "+path)

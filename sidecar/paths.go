@@ -15,7 +15,11 @@ const maxURIBytes = 8 << 10
 // normalises "/public/../admin" to "/admin" (or that does not) would see
 // another resource than the one checked, so such paths are refused rather
 // than rewritten: dot segments, empty segments ("//", except a trailing
-// slash), backslashes and control characters.
+// slash), backslashes, control characters, and ';': Tomcat, Jetty and
+// Spring cut ";params" off each segment before resolving dot segments, so
+// "/public/..;/admin" is "/admin" to them, while "/admin;x" is not under
+// "/admin" to a prefix match (Spring Security's strict firewall refuses
+// ';' for the same reasons).
 func checkPath(p string) error {
 	if p == "" || p[0] != '/' {
 		return errors.New("the path does not start with '/'")
@@ -23,6 +27,8 @@ func checkPath(p string) error {
 	for i := 0; i < len(p); i++ {
 		if c := p[i]; c < 0x20 || c == 0x7f || c == '\\' {
 			return errors.New("the path holds a control character or a backslash")
+		} else if c == ';' {
+			return errors.New("the path holds ';' (path parameters, which upstreams resolve differently)")
 		}
 	}
 	rest := p[1:]

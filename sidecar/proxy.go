@@ -114,6 +114,11 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	for _, name := range s.c.strip {
 		out.Del(name)
 	}
+	for name := range out {
+		if s.c.lookalikes.Match(name) {
+			delete(out, name)
+		}
+	}
 	if s.c.headers.StripAuthorization() {
 		out.Del("Authorization")
 	}

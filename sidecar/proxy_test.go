@@ -60,6 +60,14 @@ func TestProxyDecisions(t *testing.T) {
 		{"encoded slash dot segments refused", "GET", "/healthz%2F..%2Fadmin", "", nil, 400, "-", "canonical", false},
 		{"empty segment refused", "GET", "//orders", orders, nil, 400, "-", "canonical", false},
 		{"backslash refused", "GET", "/healthz%5C..%5Cadmin", "", nil, 400, "-", "canonical", false},
+		// Tomcat, Jetty and Spring serve /admin for these.
+		{"path parameter dot segment refused", "GET", "/healthz/..;/admin", "", nil, 400, "-", "canonical", false},
+		{"encoded path parameter refused", "GET", "/healthz/%2e%2e%3Bx/admin", "", nil, 400, "-", "canonical", false},
+		{"path parameter on a prefix refused", "GET", "/admin;x", admin, nil, 400, "-", "canonical", false},
+		// Methods are matched in upper case (frameworks such as Django run
+		// "delete" as DELETE): a lower-case method gets the upper-case rule.
+		{"lower-case method gets the upper-case rule", "delete", "/orders/7", reports, nil, 403, `error="insufficient_scope"`, "scope", false},
+		{"lower-case method allowed by its rule", "post", "/orders", orders, nil, 200, "", "", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -116,6 +124,24 @@ func TestProxyHeaders(t *testing.T) {
 		"X-Hop":             {"must not pass"},
 		"X-Request-Id":      {"req-123.abc"},
 		"X-Custom":          {"kept"},
+		// Underscore spellings, read as the real headers by CGI, WSGI and
+		// Rack upstreams.
+		"X_Client_Id":    {"root"},
+		"x_upstream_jwt": {"forged"},
+		"X_Custom":       {"kept"},
+	}
+	// lookalikes asserts that no underscore spelling of an identity header
+	// reached the upstream, while other underscore headers did.
+	lookalikes := func(t *testing.T, got http.Header) {
+		t.Helper()
+		for _, k := range []string{"X_Client_Id", "x_upstream_jwt"} {
+			if v := got.Values(k); len(v) > 0 {
+				t.Errorf("upstream saw %s %q", k, v)
+			}
+		}
+		if v := got.Get("X_Custom"); v != "kept" {
+			t.Errorf("upstream saw X_Custom %q, want kept", v)
+		}
 	}
 	t.Run("allowed", func(t *testing.T) {
 		r := do(t, "GET", h.url+"/orders?x=1", token(t, idp, "orders-service"), spoofed, nil)
@@ -155,6 +181,7 @@ func TestProxyHeaders(t *testing.T) {
 		if got.Get("Authorization") == "" {
 			t.Error("Authorization was removed although strip_authorization is off")
 		}
+		lookalikes(t, got)
 		if r.header.Get(RequestIDHeader) != "req-123.abc" {
 			t.Errorf("response X-Request-Id %q", r.header.Get(RequestIDHeader))
 		}
@@ -170,6 +197,7 @@ func TestProxyHeaders(t *testing.T) {
 				t.Errorf("public route: upstream saw spoofed %s %q", k, v)
 			}
 		}
+		lookalikes(t, got)
 	})
 	t.Run("insane request id replaced", func(t *testing.T) {
 		r := do(t, "GET", h.url+"/healthz", "", http.Header{"X-Request-Id": {"bad id\twith spaces"}}, nil)

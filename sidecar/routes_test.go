@@ -96,6 +96,9 @@ func TestCheckPath(t *testing.T) {
 		{"/a\x00b", "control"},
 		{"/a\nb", "control"},
 		{"/a\x7f", "control"},
+		{"/public/..;/admin", "';'"},
+		{"/admin;x", "';'"},
+		{"/a;b/c", "';'"},
 	}
 	for _, tc := range tests {
 		err := checkPath(tc.path)
