@@ -59,6 +59,8 @@ type Config struct {
 	once sync.Once
 	inst *Instance
 	err  error
+	// errLogged: the config error went to Kong's own log once.
+	errLogged sync.Once
 }
 
 // Defaults of the adapter-level settings.

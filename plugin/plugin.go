@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/textproto"
 	"os"
@@ -30,8 +31,15 @@ const Priority = 1440
 // Kong consumer while consumer mapping is required.
 const ReasonNoConsumer = "no_consumer"
 
-// maxHeaders bounds kong.request.get_headers (Kong's own limit is 1000).
-const maxHeaders = 200
+// maxHeaders is what kong.request.get_headers is asked for: Kong's upper
+// bound. get_headers stops there without an error, so a request with that
+// many header lines is refused: a second token or a forged identity header
+// could hide past the cut, unseen and so not removed.
+const maxHeaders = 1000
+
+// ReasonTooManyHeaders is the reason code of a request refused because it
+// has maxHeaders header lines or more.
+const ReasonTooManyHeaders = "too_many_headers"
 
 // Process-wide state shared by every plugin instance of this plugin server:
 // one JWKS cache (so N instances naming one realm fetch its keys once) and
@@ -44,15 +52,30 @@ var (
 	tokenCaches = policy.NewTokenCaches()
 )
 
+// logLevel is the level of logger: info, or KEYCLOAK_JWT_LOG_LEVEL, or what
+// SetLogLevel sets (the -log-level flag of cmd/keycloak-jwt).
+var logLevel = zap.NewAtomicLevelAt(zapcore.InfoLevel)
+
+// SetLogLevel sets the plugin's log level: debug, info, warn or error. Under
+// Kong, prefer it (a flag in the start command) to KEYCLOAK_JWT_LOG_LEVEL:
+// nginx clears the environment of the worker that starts the plugin server.
+func SetLogLevel(level string) error {
+	l, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	logLevel.SetLevel(l)
+	return nil
+}
+
 func newLogger() *zap.Logger {
-	lvl := zapcore.InfoLevel
 	if v := os.Getenv("KEYCLOAK_JWT_LOG_LEVEL"); v != "" {
 		if l, err := zapcore.ParseLevel(v); err == nil {
-			lvl = l
+			logLevel.SetLevel(l)
 		}
 	}
 	cfg := zap.NewProductionConfig()
-	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.Level = logLevel
 	cfg.Sampling = nil
 	cfg.DisableStacktrace = true
 	cfg.OutputPaths = []string{"stderr"}
@@ -90,6 +113,11 @@ func (c *Config) instance() (*Instance, error) {
 func (c *Config) Access(kong *pdk.PDK) {
 	inst, err := c.instance()
 	if err != nil {
+		// The plugin's own log reaches Kong's error log at info only, below
+		// Kong's default level (notice): say it once through Kong's log too.
+		c.errLogged.Do(func() {
+			_ = kong.Log.Err("keycloak-jwt: invalid configuration, every request on this route is denied with 500: ", err.Error())
+		})
 		exit(kong, policy.Misconfigured(err), "")
 		return
 	}
@@ -108,6 +136,13 @@ func (inst *Instance) access(kong *pdk.PDK) {
 	if err != nil {
 		logger.Error("kong.request.get_headers failed", zap.Error(err))
 		exit(kong, policy.Misconfigured(err), "")
+		return
+	}
+	if n := headerCount(in); n >= maxHeaders {
+		// Before the policy: anonymous must not apply to it either.
+		logger.Info("request refused: too many headers to check", zap.Int("headers", n))
+		exit(kong, policy.Decision{Status: http.StatusBadRequest, Error: policy.ErrInvalidRequest,
+			Reason: ReasonTooManyHeaders, Message: "The request has too many headers"}, inst.realm)
 		return
 	}
 	creds := policy.Credentials{}
@@ -160,15 +195,13 @@ func (inst *Instance) access(kong *pdk.PDK) {
 // forward removes client-supplied copies of every header the plugin owns
 // that it is not setting now, then writes all upstream headers in one call.
 func (inst *Instance) forward(kong *pdk.PDK, in map[string][]string, out map[string][]string) {
-	// get_headers stops at maxHeaders without saying so: past it, a header
-	// the plugin owns may have been sent without being seen, so clear them
-	// all. Otherwise clear only those the client sent, which is rare: the
-	// common path makes no call and allocates nothing here.
-	all := headerCount(in) >= maxHeaders
-	// Keys of out are canonical header names; inst.strip and the keys of in
-	// are lower case.
+	// in holds every header of the request (access refused the request if
+	// get_headers could have cut it), so only the owned headers the client
+	// sent are cleared, which is rare: the common path makes no call and
+	// allocates nothing here. Keys of out are canonical header names;
+	// inst.strip and the keys of in are lower case.
 	for _, n := range inst.strip {
-		if _, present := in[n]; present || all {
+		if _, present := in[n]; present {
 			if _, setting := out[textproto.CanonicalMIMEHeaderKey(n)]; !setting {
 				_ = kong.ServiceRequest.ClearHeader(n)
 			}
@@ -181,7 +214,7 @@ func (inst *Instance) forward(kong *pdk.PDK, in map[string][]string, out map[str
 	}
 	if inst.headers.StripAuthorization() {
 		for _, n := range inst.headerNames {
-			if _, present := in[n]; present || all {
+			if _, present := in[n]; present {
 				_ = kong.ServiceRequest.ClearHeader(n)
 			}
 		}

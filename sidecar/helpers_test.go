@@ -88,6 +88,7 @@ realm: test-api
 upstream:
   url: "${UPSTREAM}"
   timeout_seconds: ${TIMEOUT:-5}
+  connect_timeout_seconds: ${CONNECT_TIMEOUT:-5}
 forward_auth:
   enabled: ${FWD:-false}
 policy:

@@ -176,6 +176,35 @@ func TestUpstreamTimeout(t *testing.T) {
 	}
 }
 
+// An upstream that accepts TCP but never completes the TLS handshake: the
+// connect timeout runs out and the client gets 504, as from nginx.
+func TestUpstreamConnectTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, silent, until the test ends
+		}
+	}()
+	h := start(t, harnessOpt{env: map[string]string{"UPSTREAM": "https://" + ln.Addr().String(), "CONNECT_TIMEOUT": "1"}})
+	began := time.Now()
+	r := do(t, "GET", h.url+"/orders", token(t, sharedIdP(t), "orders-service"), nil, nil)
+	took := time.Since(began)
+	if r.status != http.StatusGatewayTimeout || !strings.Contains(r.message(t), "did not respond in time") {
+		t.Fatalf("status %d body %s", r.status, r.body)
+	}
+	if took < 900*time.Millisecond || took > 5*time.Second {
+		t.Errorf("504 after %s, want about 1s", took)
+	}
+}
+
 // TestGracefulShutdown starts slow requests, shuts down while they are in
 // flight, and expects every one to complete with 200; meanwhile /readyz
 // reports 503 and new connections are refused once Serve returns.

@@ -30,6 +30,7 @@ type options struct {
 	logOutput    io.Writer
 	rawConfig    bool
 	env          []string
+	args         []string
 	nodeID       string
 }
 
@@ -49,8 +50,15 @@ func WithLogOutput(w io.Writer) Option { return func(o *options) { o.logOutput =
 // are added to the JSON object (go-pdk uses __seq__ as the instance id).
 func WithRawConfig() Option { return func(o *options) { o.rawConfig = true } }
 
-// WithEnv adds "KEY=value" entries to the plugin process environment.
+// WithEnv adds "KEY=value" entries to the plugin process environment. Like
+// Kong, whose nginx clears a worker's environment except TZ and the names of
+// `env` directives (KONG_NGINX_MAIN_ENV) before worker 0 spawns the plugin
+// server, kongsim passes the plugin nothing else.
 func WithEnv(kv ...string) Option { return func(o *options) { o.env = append(o.env, kv...) } }
+
+// WithArgs adds command-line arguments after "-kong-prefix <dir>", as a
+// KONG_PLUGINSERVER_<NAME>_START_CMD with arguments would.
+func WithArgs(args ...string) Option { return func(o *options) { o.args = append(o.args, args...) } }
 
 // WithNodeID sets what kong.node.get_id returns.
 func WithNodeID(id string) Option { return func(o *options) { o.nodeID = id } }
@@ -121,11 +129,15 @@ func Start(binary string, opts ...Option) (*Server, error) {
 	if o.logOutput != nil {
 		out = io.MultiWriter(s.output, o.logOutput)
 	}
-	s.cmd = exec.Command(abs, "-kong-prefix", dir)
+	s.cmd = exec.Command(abs, append([]string{"-kong-prefix", dir}, o.args...)...)
 	s.cmd.Dir = dir
 	s.cmd.Stdout = out
 	s.cmd.Stderr = out
-	s.cmd.Env = append(os.Environ(), o.env...)
+	s.cmd.Env = []string{} // nil would mean "inherit"
+	if tz, ok := os.LookupEnv("TZ"); ok {
+		s.cmd.Env = append(s.cmd.Env, "TZ="+tz)
+	}
+	s.cmd.Env = append(s.cmd.Env, o.env...)
 	if err := s.cmd.Start(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
