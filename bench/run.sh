@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full performance run (README "Performance", BENCHMARKS.md). Loopback only.
-#   bash bench/run.sh                 # everything (about 10 minutes on 2 cores)
+#   bash bench/run.sh                 # everything (about 12 minutes on 2 cores)
 #   DURATION=5s TOKENS=100000 bash bench/run.sh   # shorter
 # Writes bench/results/<UTC timestamp>.md and prints it.
 set -euo pipefail

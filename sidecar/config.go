@@ -86,8 +86,9 @@ type UpstreamConfig struct {
 	// TimeoutSeconds bounds the wait for the upstream's response headers;
 	// past it the client gets 504. Streaming bodies are not cut. Default 30.
 	TimeoutSeconds int `json:"timeout_seconds"`
-	// ConnectTimeoutSeconds bounds the TCP connect; a refused or timed-out
-	// connect is a 502. Default 5.
+	// ConnectTimeoutSeconds bounds the TCP connect and TLS handshake; a
+	// refused connection is a 502, one that runs out of time a 504 (as from
+	// nginx). Default 5.
 	ConnectTimeoutSeconds int `json:"connect_timeout_seconds"`
 	// MaxIdleConnsPerHost is the size of the keep-alive pool. Default 64.
 	MaxIdleConnsPerHost int `json:"max_idle_conns_per_host"`
