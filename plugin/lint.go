@@ -63,6 +63,10 @@ func Lint(doc []byte, opts LintOptions) (int, []Finding, error) {
 	var findings []Finding
 	cache := jwks.NewCache(jwks.Options{}) // never fetched: Compile registers sources only
 	for _, e := range entries {
+		if e.consumer {
+			findings = append(findings, Finding{Where: e.where, Err: errConsumerScoped})
+			continue
+		}
 		cfg, err := decodeStrict(e.config)
 		if err != nil {
 			findings = append(findings, Finding{Where: e.where, Err: err})
@@ -77,13 +81,24 @@ func Lint(doc []byte, opts LintOptions) (int, []Finding, error) {
 	return len(entries), findings, nil
 }
 
+// errConsumerScoped is the finding for an entry on a consumer or consumer
+// group. Kong's own authentication plugins refuse that in their schema
+// (no_consumer); a Go plugin's generated schema cannot say it.
+var errConsumerScoped = errors.New("keycloak-jwt authenticates requests, so it cannot be scoped to a consumer " +
+	"or consumer group: Kong runs such plugins only once a consumer is known; put it on the service or route")
+
 type pluginEntry struct {
-	where  string
-	config json.RawMessage
+	where    string
+	config   json.RawMessage
+	consumer bool // on a consumer or consumer group
 }
 
 // collect walks the entity collections that may carry plugins.
 func collect(node map[string]any, where string, out *[]pluginEntry) {
+	collectIn(node, where, false, out)
+}
+
+func collectIn(node map[string]any, where string, consumer bool, out *[]pluginEntry) {
 	if plugins, ok := node["plugins"].([]any); ok {
 		for i, p := range plugins {
 			pm, ok := p.(map[string]any)
@@ -94,7 +109,9 @@ func collect(node map[string]any, where string, out *[]pluginEntry) {
 				continue
 			}
 			cfg, _ := json.Marshal(pm["config"])
-			*out = append(*out, pluginEntry{where: join(where, fmt.Sprintf("plugins[%d]", i)), config: cfg})
+			// A top-level entry may name its consumer or group itself.
+			scoped := consumer || pm["consumer"] != nil || pm["consumer_group"] != nil
+			*out = append(*out, pluginEntry{where: join(where, fmt.Sprintf("plugins[%d]", i)), config: cfg, consumer: scoped})
 		}
 	}
 	for _, coll := range []string{"services", "routes", "consumers", "consumer_groups"} {
@@ -113,7 +130,7 @@ func collect(node map[string]any, where string, out *[]pluginEntry) {
 			} else if name, ok := m["username"].(string); ok {
 				label += fmt.Sprintf(" %q", name)
 			}
-			collect(m, join(where, label), out)
+			collectIn(m, join(where, label), consumer || coll == "consumers" || coll == "consumer_groups", out)
 		}
 	}
 }

@@ -69,6 +69,17 @@ func TestLint(t *testing.T) {
       audiences: [a]
       upstream_jwt: {enabled: true, issuer: gw, audience: up, private_key_file: /nonexistent/key.pem}
 `, []string{"-ignore-missing-keys"}, 0, []string{"warning: upstream_jwt.private_key_file"}, "3 keycloak-jwt"},
+		{"on a consumer", valid + `consumers:
+  - username: orders-service
+    plugins:
+      - name: keycloak-jwt
+        config: {issuers: [{issuer: "https://sso/realms/x"}], audiences: [a]}
+`, nil, 1, []string{`consumers[0] "orders-service" > plugins[0]: error: keycloak-jwt authenticates requests, so it cannot be scoped to a consumer`}, ""},
+		{"top-level entry naming a consumer group", valid + `plugins:
+  - name: keycloak-jwt
+    consumer_group: partners
+    config: {issuers: [{issuer: "https://sso/realms/x"}], audiences: [a]}
+`, nil, 1, []string{`plugins[0]: error: keycloak-jwt authenticates requests`}, ""},
 		{"not yaml", "services: [", nil, 2, []string{"not YAML"}, ""},
 	}
 	for _, tc := range cases {
