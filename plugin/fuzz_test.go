@@ -14,11 +14,21 @@ import (
 // always names an issuer and an audience (the two fields without a default);
 // a refused one says which field is wrong when the JSON itself decoded.
 func FuzzParseConfig(f *testing.F) {
-	for _, s := range []string{
+	valid := []string{
 		`{"issuers":[{"issuer":"https://sso.example.com/realms/demo"}],"audiences":["orders-api"]}`,
 		`{"issuers":[{"issuer":"http://localhost:8080/realms/demo","jwks_uri":"http://keycloak:8080/realms/demo/protocol/openid-connect/certs"}],"audiences":["orders-api"],"scopes_required":["orders:write"],"client_roles_required":["orders-api:writer"],"consumer_mapping":true}`,
-		`{"issuers":[{"issuer":"https://x/realms/y"}],"audiences":["a"],"algorithms":["ES256","EdDSA"],"leeway_seconds":5,"query_param":"access_token","cookie":"at"}`,
-		`{"issuers":[{"issuer":"https://x/realms/y"}],"audiences":["a"],"claim_headers":{"azp":"X-Client"},"upstream_jwt":{"enabled":true}}`,
+		`{"issuers":[{"issuer":"https://x/realms/y"}],"audiences":["a"],"algorithms":["ES256","EdDSA"],"leeway_seconds":5,"uri_param_names":["access_token"],"cookie_names":["at"]}`,
+		`{"issuers":[{"issuer":"https://x/realms/y"}],"audiences":["a"],"upstream_headers":{"claim_headers":{"azp":"X-Client"},"strip_authorization":true}}`,
+	}
+	// The valid seeds must pass, or the corpus covers less than it claims.
+	for _, s := range valid {
+		if _, err := ParseConfig([]byte(s)); err != nil {
+			f.Fatalf("seed %s: %v", s, err)
+		}
+		f.Add([]byte(s))
+	}
+	for _, s := range []string{
+		`{"issuers":[{"issuer":"https://x/realms/y"}],"audiences":["a"],"upstream_jwt":{"enabled":true,"issuer":"gw","audience":"up","private_key_file":"/nonexistent"}}`,
 		`{"issuers":[],"audiences":null}`, `{"leeway_seconds":-1}`, `null`, `{}`, `[]`, `{"unknown":1}`,
 	} {
 		f.Add([]byte(s))

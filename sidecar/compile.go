@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -251,7 +252,10 @@ func (o *compiled) compileOutputs(c *Config, clock func() time.Time) error {
 	if s != nil {
 		o.strip = append(o.strip, s.Header())
 	}
-	o.lookalikes = upstream.NewLookalikes(o.strip)
+	// Also the headers the proxy sets itself: X_Forwarded_For would be read
+	// as X-Forwarded-For by a CGI-style upstream.
+	o.lookalikes = upstream.NewLookalikes(append(slices.Clone(o.strip),
+		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", RequestIDHeader))
 	for _, name := range o.strip {
 		if name == RequestIDHeader {
 			field := "upstream_headers"

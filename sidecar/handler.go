@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -62,9 +61,14 @@ func (s *Server) authorize(ctx context.Context, hdr http.Header, method, path st
 	if err := checkPath(path); err != nil {
 		return nil, sidecarDeny(http.StatusBadRequest, ReasonBadPath, "The request path is not in canonical form", err.Error())
 	}
-	// Route methods are upper case (compiled so); so is the request's for
-	// matching, as many frameworks run "delete" as DELETE.
-	rt := s.c.routes.match(strings.ToUpper(method), path)
+	// Methods are case-sensitive, but upstreams disagree: Django runs
+	// "delete" as DELETE, Go and Spring as an unknown method. Refused rather
+	// than guessed, like a non-canonical path.
+	if hasLower(method) {
+		return nil, sidecarDeny(http.StatusBadRequest, ReasonBadMethod, "The request method must be upper case",
+			"method "+method+" is not upper case")
+	}
+	rt := s.c.routes.match(method, path)
 	if rt == nil {
 		return nil, sidecarDeny(http.StatusForbidden, ReasonNoRoute, "No route allows this request",
 			"no route rule covers "+method+" "+path)

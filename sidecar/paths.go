@@ -85,6 +85,16 @@ func validMethod(m string) bool {
 	return true
 }
 
+// hasLower reports whether s holds an ASCII lower-case letter.
+func hasLower(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'a' && c <= 'z' {
+			return true
+		}
+	}
+	return false
+}
+
 // isTChar reports whether c is an RFC 9110 tchar.
 func isTChar(c byte) bool {
 	switch {

@@ -16,6 +16,7 @@ import (
 const (
 	ReasonNoRoute        = "no_route"            // no rule covers the method and path: 403
 	ReasonBadPath        = "bad_path"            // the path is not canonical: 400
+	ReasonBadMethod      = "bad_method"          // the method is not upper case: 400
 	ReasonBadForwardAuth = "bad_forward_auth"    // forward auth cannot tell the original request: 400
 	ReasonPublic         = "public"              // a public route: no token checked
 	ReasonSignFailed     = "upstream_jwt_failed" // the upstream JWT could not be signed: 500
@@ -42,7 +43,7 @@ func sidecarDeny(status int, reason, message, detail string) *policy.Decision {
 // by policy.
 func ownReason(reason string) bool {
 	switch reason {
-	case ReasonNoRoute, ReasonBadPath, ReasonBadForwardAuth, ReasonSignFailed:
+	case ReasonNoRoute, ReasonBadPath, ReasonBadMethod, ReasonBadForwardAuth, ReasonSignFailed:
 		return true
 	}
 	return false

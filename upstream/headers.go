@@ -206,7 +206,11 @@ var reservedHeaders = map[string]bool{
 }
 
 // CheckHeaderName reports whether name may be set upstream: an RFC 7230
-// token that is not a hop-by-hop, framing, credential or proxy header.
+// token without '_' that is not a hop-by-hop, framing, credential or proxy
+// header. '_' is refused because nginx drops such headers by default and
+// CGI-style upstreams read "X_A" and "X-A" as one header: the adapters
+// remove client copies of an owned name in both spellings (Lookalikes),
+// which only works when the owned name is the '-' one.
 func CheckHeaderName(name string) error {
 	if name == "" {
 		return fmt.Errorf("header name is empty")
@@ -217,6 +221,9 @@ func CheckHeaderName(name string) error {
 	for i := 0; i < len(name); i++ {
 		if !isTokenChar(name[i]) {
 			return fmt.Errorf("header name %q has a character that is not allowed in an HTTP header name (RFC 7230 token)", name)
+		}
+		if name[i] == '_' {
+			return fmt.Errorf("header name %q has '_': use '-' (nginx drops names with '_' by default, and CGI-style upstreams read both spellings as one header)", name)
 		}
 	}
 	if reservedHeaders[textproto.CanonicalMIMEHeaderKey(name)] {

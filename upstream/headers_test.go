@@ -41,6 +41,8 @@ func TestCompileHeadersErrors(t *testing.T) {
 		{"colon in name", HeadersConfig{SubjectHeader: "X-Sub:"}, "upstream_headers.subject_header", "RFC 7230"},
 		{"CRLF in name", HeadersConfig{ScopesHeader: "X-Scopes\r\nX-Evil"}, "upstream_headers.scopes_header", "RFC 7230"},
 		{"non-ASCII name", HeadersConfig{RolesHeader: "X-Rôles"}, "upstream_headers.roles_header", "RFC 7230"},
+		{"underscore in name", HeadersConfig{ClientIDHeader: "X_Client_Id"}, "upstream_headers.client_id_header", "use '-'"},
+		{"underscore in a claim header", HeadersConfig{ClaimHeaders: map[string]string{"clientHost": "X_Client_Host"}}, `upstream_headers.claim_headers["clientHost"]`, "use '-'"},
 		{"too long", HeadersConfig{RolesHeader: "X-" + strings.Repeat("a", 300)}, "upstream_headers.roles_header", "longer than"},
 		{"Host", HeadersConfig{ClientIDHeader: "host"}, "upstream_headers.client_id_header", "may not be set"},
 		{"Content-Length", HeadersConfig{SubjectHeader: "Content-Length"}, "upstream_headers.subject_header", "may not be set"},

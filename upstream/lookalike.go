@@ -22,8 +22,9 @@ func NewLookalikes(names []string) Lookalikes {
 
 // Match reports whether name contains an underscore and reads, with '_' as
 // '-' and in any case, as one of the set's names. Names without an
-// underscore never match: exact names are the caller's job, and the common
-// path costs one byte scan and no allocation.
+// underscore never match: exact names are the caller's job (owned names
+// have no '_': CheckHeaderName refuses it), and the common path costs one
+// byte scan and no allocation.
 func (l Lookalikes) Match(name string) bool {
 	if strings.IndexByte(name, '_') < 0 {
 		return false
