@@ -521,6 +521,11 @@ func TestTokenSources(t *testing.T) {
 		{"custom header", kongsim.Request{Headers: map[string][]string{"X-Api-Token": {"Bearer " + tok}}}, 0},
 		{"Authorization is not a configured source", kongsim.Request{Headers: bearer(tok)}, 401},
 		{"two sources", kongsim.Request{RawQuery: "jwt=" + tok, Headers: map[string][]string{"X-Api-Token": {"Bearer " + tok}}}, 400},
+		{"two query tokens", kongsim.Request{RawQuery: "jwt=" + tok + "&jwt=forged"}, 400},
+		// get_query(100) would have stopped before the second token.
+		{"second query token after 150 arguments", kongsim.Request{RawQuery: "jwt=" + tok + strings.Repeat("&p=x", 150) + "&jwt=forged"}, 400},
+		{"malformed query", kongsim.Request{RawQuery: "jwt=" + tok + "&x=%zz"}, 400},
+		{"semicolon in query", kongsim.Request{RawQuery: "jwt=" + tok + ";jwt=forged"}, 400},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

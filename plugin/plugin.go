@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"os"
 	"time"
 
@@ -36,6 +37,10 @@ const ReasonNoConsumer = "no_consumer"
 // many header lines is refused: a second token or a forged identity header
 // could hide past the cut, unseen and so not removed.
 const maxHeaders = 1000
+
+// ReasonMalformedQuery is the reason code of a request refused because
+// uri_param_names is set and its query string does not parse.
+const ReasonMalformedQuery = "malformed_query"
 
 // ReasonTooManyHeaders is the reason code of a request refused because it
 // has maxHeaders header lines or more.
@@ -153,11 +158,25 @@ func (inst *Instance) access(kong *pdk.PDK) {
 		creds.Cookie = cookieValues(in["cookie"], inst.cookieNames)
 	}
 	if len(inst.uriParamNames) > 0 {
-		q, err := kong.Request.GetQuery(100)
-		if err == nil {
-			for _, n := range inst.uriParamNames {
-				creds.Query = append(creds.Query, q[n]...)
-			}
+		// The raw query, parsed here: kong.request.get_query stops at its
+		// max_args without an error, so a second token could hide past it.
+		raw, err := kong.Request.GetRawQuery()
+		if err != nil {
+			logger.Error("kong.request.get_raw_query failed", zap.Error(err))
+			exit(kong, policy.Misconfigured(err), "")
+			return
+		}
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			// A pair Go cannot parse (bad escape, ';') might still be read
+			// as a token by the upstream: refuse rather than skip it.
+			logger.Info("request refused: malformed query string", zap.Error(err))
+			exit(kong, policy.Decision{Status: http.StatusBadRequest, Error: policy.ErrInvalidRequest,
+				Reason: ReasonMalformedQuery, Message: "The query string is malformed"}, inst.realm)
+			return
+		}
+		for _, n := range inst.uriParamNames {
+			creds.Query = append(creds.Query, q[n]...)
 		}
 	}
 	d := inst.policy.CheckRequest(context.Background(), creds)
