@@ -246,6 +246,11 @@ func TestTooManyHeaders(t *testing.T) {
 	if !res.Exited || res.Status != 400 || !strings.Contains(strings.Join(res.ExitHeaders["WWW-Authenticate"], ""), `error="invalid_request"`) {
 		t.Fatalf("1000 header lines: exited=%v %d %q %s", res.Exited, res.Status, strings.Join(res.ExitHeaders["WWW-Authenticate"], ""), res.Body)
 	}
+	// Same for a query string the plugin cannot parse when it reads tokens there.
+	qid := h.instance(t, func(c map[string]any) { c["anonymous"] = "anonymous"; c["uri_param_names"] = []string{"jwt"} })
+	if res := access(t, h, qid, kongsim.Request{RawQuery: "jwt=x&y=%zz", Consumers: []kongsim.Consumer{anon}}); !res.Exited || res.Status != 400 {
+		t.Fatalf("unparsable query with anonymous: exited=%v %d %s", res.Exited, res.Status, res.Body)
+	}
 	req := request(999)
 	res = access(t, h, id, req)
 	if res.Exited {
