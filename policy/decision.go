@@ -63,6 +63,10 @@ type Decision struct {
 	// CachedResult is true when the signature check was served by the
 	// verified-token cache.
 	CachedResult bool
+	// AcceptedUntil is, when allowed, the Unix second from which this
+	// policy stops accepting the token: its exp plus the leeway. What is
+	// derived from the decision (the signed upstream JWT) must not outlive it.
+	AcceptedUntil int64
 }
 
 // ClientID is the stable identity of the calling client ("" when unknown).

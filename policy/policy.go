@@ -259,7 +259,9 @@ func (p *Policy) claimRules(c *Claims, now int64) Decision {
 		d.Claims = c
 		return d
 	}
-	return allow(c)
+	d := allow(c)
+	d.AcceptedUntil = c.Expiry + r.leeway
+	return d
 }
 
 func (p *Policy) typeAccepted(c *Claims) bool {

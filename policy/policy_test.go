@@ -309,6 +309,25 @@ func TestClaimRules(t *testing.T) {
 	}
 }
 
+// An allowed decision says until when the policy accepts the token: exp
+// plus the leeway, on the cold path and on a cache hit alike.
+func TestAcceptedUntil(t *testing.T) {
+	e := newEnv(t, "RS256")
+	leeway := 30
+	p := e.compile(t, func(c *Config) { c.LeewaySeconds = &leeway })
+	exp := e.clock.Now().Unix() + 300
+	tok := signRaw(t, e, hdrFor(e, nil), claimsWith(e, map[string]any{"exp": exp}))
+	for i, want := range []bool{false, true} {
+		d := check(p, tok)
+		if !d.Allow || d.CachedResult != want || d.AcceptedUntil != exp+30 {
+			t.Fatalf("check %d: allow=%v cached=%v AcceptedUntil=%d, want %d", i, d.Allow, d.CachedResult, d.AcceptedUntil, exp+30)
+		}
+	}
+	if d := check(p, "garbage"); d.AcceptedUntil != 0 {
+		t.Fatalf("denied decision with AcceptedUntil %d", d.AcceptedUntil)
+	}
+}
+
 func TestKeycloakTokens(t *testing.T) {
 	e := newEnv(t, "RS256")
 	write := e.compile(t, func(c *Config) {

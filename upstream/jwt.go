@@ -63,7 +63,8 @@ type JWTConfig struct {
 	// one of PrivateKeyFile and PrivateKeyEnv is required.
 	PrivateKeyEnv string `json:"private_key_env"`
 	// TTLSeconds is the lifetime of the JWT: default 60, max 3600. It never
-	// outlives the original token.
+	// outlives the gateway's acceptance of the original token (its exp plus
+	// the policy's leeway, Decision.AcceptedUntil).
 	TTLSeconds int `json:"ttl_seconds"`
 	// Claims are copied from the original token when present, e.g.
 	// ["scope", "realm_access", "resource_access"].
@@ -388,11 +389,12 @@ func (s Signer) GoString() string { return s.String() }
 
 // Sign returns the compact JWT for an allowed decision. Its claims are iss,
 // aud, sub (the client id), client_id, iat, nbf (= iat), exp (iat + ttl,
-// but never after the original token's exp), a fresh random jti,
-// original_jti, original_iss, and the configured claims present in the
-// original token. When the original token is already past its exp (accepted
-// within the policy's leeway), exp is still capped to it, so the upstream
-// applies its own leeway to the same instant.
+// but never after d.AcceptedUntil, when the gateway itself stops accepting
+// the original token: its exp plus the policy's leeway), a fresh random
+// jti, original_jti, original_iss, and the configured claims present in the
+// original token. So a token accepted within the leeway after its exp still
+// yields an upstream JWT that a strict verifier accepts, for what is left of
+// that leeway and no longer.
 func (s *Signer) Sign(d *policy.Decision) (string, error) {
 	p, err := s.payload(d)
 	if err != nil {
@@ -413,8 +415,12 @@ func (s *Signer) payload(d *policy.Decision) ([]byte, error) {
 	}
 	iat := s.clock().Unix()
 	exp := iat + s.ttl
-	if c.Expiry < exp {
-		exp = c.Expiry
+	until := d.AcceptedUntil
+	if until == 0 { // a decision not made by a policy: the token's own exp
+		until = c.Expiry
+	}
+	if until < exp {
+		exp = until
 	}
 	var jti [16]byte
 	if _, err := rand.Read(jti[:]); err != nil {

@@ -319,17 +319,37 @@ func TestExpCappedByOriginalToken(t *testing.T) {
 			t.Errorf("original exp %d: %v", tt.origExp, err)
 		}
 	}
-	// An original token accepted within the policy's leeway after its exp:
-	// the upstream JWT is capped to the same instant, never extended.
+	// A policy accepts a token until its exp plus the leeway
+	// (AcceptedUntil): the upstream JWT lives no longer than that, even for a
+	// token accepted within the leeway after its exp, and stays verifiable.
+	for _, tt := range []struct {
+		origExp, until, want int64
+	}{
+		{now - 5, now + 55, now + 55},     // accepted 5 s into a 60 s leeway
+		{now + 30, now + 90, now + 90},    // exp+leeway before iat+ttl
+		{now + 300, now + 360, now + 120}, // iat+ttl first
+	} {
+		d := allowed(t, fmt.Sprintf(`{"azp":"c","exp":%d}`, tt.origExp))
+		d.AcceptedUntil = tt.until
+		tok, err := s.Sign(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := int64(decodeSegment(t, strings.Split(tok, ".")[1])["exp"].(float64)); got != tt.want {
+			t.Errorf("exp %d accepted until %d: upstream exp = %d, want %d", tt.origExp, tt.until, got, tt.want)
+		}
+		if _, err := Verify(s.JWKS(), tok, cfg.Issuer, cfg.Audience, testNow); err != nil {
+			t.Errorf("exp %d accepted until %d: %v", tt.origExp, tt.until, err)
+		}
+	}
+	// A decision without AcceptedUntil (not made by a policy) is capped at
+	// the token's own exp.
 	tok, err := s.Sign(allowed(t, fmt.Sprintf(`{"azp":"c","exp":%d}`, now-5)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := int64(decodeSegment(t, strings.Split(tok, ".")[1])["exp"].(float64)); got != now-5 {
 		t.Errorf("exp = %d, want %d", got, now-5)
-	}
-	if _, err := Verify(s.JWKS(), tok, cfg.Issuer, cfg.Audience, testNow); err == nil {
-		t.Error("Verify accepted a token past the original exp")
 	}
 }
 
