@@ -146,8 +146,7 @@ func (inst *Instance) access(kong *pdk.PDK) {
 	if n := headerCount(in); n >= maxHeaders {
 		// Before the policy: anonymous must not apply to it either.
 		logger.Info("request refused: too many headers to check", zap.Int("headers", n))
-		exit(kong, policy.Decision{Status: http.StatusBadRequest, Error: policy.ErrInvalidRequest,
-			Reason: ReasonTooManyHeaders, Message: "The request has too many headers"}, inst.realm)
+		exit(kong, badRequest(ReasonTooManyHeaders, "The request has too many headers"), inst.realm)
 		return
 	}
 	creds := policy.Credentials{}
@@ -171,8 +170,7 @@ func (inst *Instance) access(kong *pdk.PDK) {
 			// A pair Go cannot parse (bad escape, ';') might still be read
 			// as a token by the upstream: refuse rather than skip it.
 			logger.Info("request refused: malformed query string", zap.Error(err))
-			exit(kong, policy.Decision{Status: http.StatusBadRequest, Error: policy.ErrInvalidRequest,
-				Reason: ReasonMalformedQuery, Message: "The query string is malformed"}, inst.realm)
+			exit(kong, badRequest(ReasonMalformedQuery, "The query string is malformed"), inst.realm)
 			return
 		}
 		for _, n := range inst.uriParamNames {
@@ -244,6 +242,12 @@ func (inst *Instance) forward(kong *pdk.PDK, in map[string][]string, out map[str
 			exit(kong, policy.Misconfigured(err), "")
 		}
 	}
+}
+
+// badRequest is the 400 invalid_request for a request the plugin refuses
+// for its shape, before any token is read.
+func badRequest(reason, message string) policy.Decision {
+	return policy.Decision{Status: http.StatusBadRequest, Error: policy.ErrInvalidRequest, Reason: reason, Message: message}
 }
 
 // headerCount counts header lines as get_headers does (each value).
