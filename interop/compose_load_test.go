@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -13,9 +14,9 @@ import (
 
 // loadComposeProject loads a compose file with compose-go, the parser and
 // loader docker compose v2 itself uses: schema validation, interpolation
-// (here with an empty environment, so every variable needs a default),
-// normalisation and the project's consistency checks (depends_on targets,
-// networks, volumes).
+// (with an empty environment: a required `${VAR:?}` fails, a plain unset
+// `${VAR}` only warns, hence plainVariables), normalisation and the
+// project's consistency checks (depends_on targets, networks, volumes).
 func loadComposeProject(file string) (*types.Project, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
@@ -28,9 +29,32 @@ func loadComposeProject(file string) (*types.Project, error) {
 	}, func(o *loader.Options) { o.SetProjectName("keycloak-jwt", true) })
 }
 
+// plainVariable is a `$NAME` or `${NAME}` without a default or a required
+// marker (and not escaped as `$$`): compose would silently substitute "".
+var plainVariable = regexp.MustCompile(`(^|[^$])\$(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_])`)
+
 // TestComposeLoads loads docker-compose.yml as `docker compose` would, and
 // checks that the loader refuses what it should, so the check can fail.
 func TestComposeLoads(t *testing.T) {
+	raw, err := os.ReadFile(repoPath(composeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(string(raw), "\n") {
+		if m := plainVariable.FindString(line); m != "" && !strings.HasPrefix(strings.TrimSpace(line), "#") {
+			t.Errorf("%s:%d: %q has no default (${NAME:-default}) nor a required marker (${NAME:?message})", composeFile, i+1, m)
+		}
+	}
+	for _, s := range []string{"a: ${X}", "a: $X", "a: x${Y}"} {
+		if !plainVariable.MatchString(s) {
+			t.Errorf("plainVariable misses %q", s)
+		}
+	}
+	for _, s := range []string{"a: ${X:-d}", "a: ${X:?m}", "a: $${X}", "a: $$X", "a: ${X-d}"} {
+		if plainVariable.MatchString(s) {
+			t.Errorf("plainVariable flags %q", s)
+		}
+	}
 	p, err := loadComposeProject(repoPath(composeFile))
 	if err != nil {
 		t.Fatalf("compose-go refuses %s: %v", composeFile, err)

@@ -67,6 +67,10 @@ type Decision struct {
 	// policy stops accepting the token: its exp plus the leeway. What is
 	// derived from the decision (the signed upstream JWT) must not outlive it.
 	AcceptedUntil int64
+	// CheckedAt is, when allowed, the Unix second the claims were checked
+	// at (always before AcceptedUntil). Derived outputs date themselves
+	// from it, not from a later clock reading.
+	CheckedAt int64
 }
 
 // ClientID is the stable identity of the calling client ("" when unknown).

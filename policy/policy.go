@@ -260,7 +260,7 @@ func (p *Policy) claimRules(c *Claims, now int64) Decision {
 		return d
 	}
 	d := allow(c)
-	d.AcceptedUntil = c.Expiry + r.leeway
+	d.AcceptedUntil, d.CheckedAt = c.Expiry+r.leeway, now
 	return d
 }
 

@@ -319,12 +319,13 @@ func TestAcceptedUntil(t *testing.T) {
 	tok := signRaw(t, e, hdrFor(e, nil), claimsWith(e, map[string]any{"exp": exp}))
 	for i, want := range []bool{false, true} {
 		d := check(p, tok)
-		if !d.Allow || d.CachedResult != want || d.AcceptedUntil != exp+30 {
-			t.Fatalf("check %d: allow=%v cached=%v AcceptedUntil=%d, want %d", i, d.Allow, d.CachedResult, d.AcceptedUntil, exp+30)
+		if !d.Allow || d.CachedResult != want || d.AcceptedUntil != exp+30 || d.CheckedAt != e.clock.Now().Unix() {
+			t.Fatalf("check %d: allow=%v cached=%v AcceptedUntil=%d CheckedAt=%d, want %d and %d", i, d.Allow, d.CachedResult,
+				d.AcceptedUntil, d.CheckedAt, exp+30, e.clock.Now().Unix())
 		}
 	}
-	if d := check(p, "garbage"); d.AcceptedUntil != 0 {
-		t.Fatalf("denied decision with AcceptedUntil %d", d.AcceptedUntil)
+	if d := check(p, "garbage"); d.AcceptedUntil != 0 || d.CheckedAt != 0 {
+		t.Fatalf("denied decision with AcceptedUntil %d, CheckedAt %d", d.AcceptedUntil, d.CheckedAt)
 	}
 }
 

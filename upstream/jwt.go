@@ -388,7 +388,8 @@ func (s Signer) String() string {
 func (s Signer) GoString() string { return s.String() }
 
 // Sign returns the compact JWT for an allowed decision. Its claims are iss,
-// aud, sub (the client id), client_id, iat, nbf (= iat), exp (iat + ttl,
+// aud, sub (the client id), client_id, iat (d.CheckedAt, when the policy
+// checked the token), nbf (= iat), exp (iat + ttl,
 // but never after d.AcceptedUntil, when the gateway itself stops accepting
 // the original token: its exp plus the policy's leeway), a fresh random
 // jti, original_jti, original_iss, and the configured claims present in the
@@ -413,10 +414,15 @@ func (s *Signer) payload(d *policy.Decision) ([]byte, error) {
 	if client == "" {
 		return nil, errors.New("upstream: the decision has no client identity (azp, client_id or sub)")
 	}
-	iat := s.clock().Unix()
+	// Dated at the check (CheckedAt < AcceptedUntil), so that a token
+	// accepted in its last second cannot yield a JWT expired on issue.
+	iat := d.CheckedAt
+	if iat == 0 { // a decision not made by a policy
+		iat = s.clock().Unix()
+	}
 	exp := iat + s.ttl
 	until := d.AcceptedUntil
-	if until == 0 { // a decision not made by a policy: the token's own exp
+	if until == 0 { // not made by a policy: the token's own exp
 		until = c.Expiry
 	}
 	if until < exp {

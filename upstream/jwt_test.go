@@ -342,9 +342,21 @@ func TestExpCappedByOriginalToken(t *testing.T) {
 			t.Errorf("exp %d accepted until %d: %v", tt.origExp, tt.until, err)
 		}
 	}
+	// A token accepted in its last second, signed a second later: dated at
+	// the check, the JWT is not expired on issue (exp > iat).
+	d := allowed(t, fmt.Sprintf(`{"azp":"c","exp":%d}`, now-60))
+	d.CheckedAt, d.AcceptedUntil = now-1, now
+	tok, err := s.Sign(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := decodeSegment(t, strings.Split(tok, ".")[1])
+	if iat, exp := int64(c["iat"].(float64)), int64(c["exp"].(float64)); iat != now-1 || exp != now {
+		t.Errorf("last-second token: iat %d exp %d, want %d and %d", iat, exp, now-1, now)
+	}
 	// A decision without AcceptedUntil (not made by a policy) is capped at
 	// the token's own exp.
-	tok, err := s.Sign(allowed(t, fmt.Sprintf(`{"azp":"c","exp":%d}`, now-5)))
+	tok, err = s.Sign(allowed(t, fmt.Sprintf(`{"azp":"c","exp":%d}`, now-5)))
 	if err != nil {
 		t.Fatal(err)
 	}
