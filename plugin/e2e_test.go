@@ -531,6 +531,12 @@ func TestTokenSources(t *testing.T) {
 		{"second query token after 150 arguments", kongsim.Request{RawQuery: "jwt=" + tok + strings.Repeat("&p=x", 150) + "&jwt=forged"}, 400},
 		{"malformed query", kongsim.Request{RawQuery: "jwt=" + tok + "&x=%zz"}, 400},
 		{"semicolon in query", kongsim.Request{RawQuery: "jwt=" + tok + ";jwt=forged"}, 400},
+		// Names an upstream may read as jwt (PHP, ASP.NET): a second token
+		// under them would pass unchecked.
+		{"token parameter in capitals", kongsim.Request{RawQuery: "jwt=" + tok + "&JWT=forged"}, 400},
+		{"token parameter as a PHP array", kongsim.Request{RawQuery: "jwt=" + tok + "&jwt%5B%5D=forged"}, 400},
+		{"token parameter cut by NUL", kongsim.Request{RawQuery: "jwt%00x=forged", Headers: map[string][]string{"X-Api-Token": {"Bearer " + tok}}}, 400},
+		{"unrelated parameters pass", kongsim.Request{RawQuery: "jwt=" + tok + "&jwtx=1&page=2"}, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

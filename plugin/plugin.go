@@ -7,6 +7,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/Kong/go-pdk"
@@ -173,6 +174,14 @@ func (inst *Instance) access(kong *pdk.PDK) {
 			exit(kong, badRequest(ReasonMalformedQuery, "The query string is malformed"), inst.realm)
 			return
 		}
+		for key := range q {
+			if n, ok := queryLookalike(key, inst.uriParamNames); ok {
+				logger.Info("request refused: query parameter spelled like a token parameter",
+					zap.String("parameter", key), zap.String("token_parameter", n))
+				exit(kong, badRequest(ReasonMalformedQuery, "The query string is ambiguous"), inst.realm)
+				return
+			}
+		}
 		for _, n := range inst.uriParamNames {
 			creds.Query = append(creds.Query, q[n]...)
 		}
@@ -242,6 +251,42 @@ func (inst *Instance) forward(kong *pdk.PDK, in map[string][]string, out map[str
 			exit(kong, policy.Misconfigured(err), "")
 		}
 	}
+}
+
+var (
+	phpFold        = strings.NewReplacer(" ", "_", ".", "_")
+	phpFoldBracket = strings.NewReplacer(" ", "_", ".", "_", "[", "_")
+)
+
+// queryLookalike reports whether key is not one of names but an upstream
+// may read it as one (returned): PHP's $_GET ends a name at NUL, drops
+// leading spaces, turns ' ', '.' and an unmatched '[' into '_' and reads
+// "name[...]" as name; ASP.NET ignores case. A second token under such a
+// name would reach the upstream unchecked, like X_Client_Id for headers.
+func queryLookalike(key string, names []string) (string, bool) {
+	for _, n := range names {
+		if key == n {
+			return "", false
+		}
+	}
+	k := strings.ToLower(key)
+	if i := strings.IndexByte(k, 0); i >= 0 {
+		k = k[:i]
+	}
+	k = strings.TrimLeft(k, " ")
+	forms := []string{phpFoldBracket.Replace(k)}
+	if i := strings.IndexByte(k, '['); i > 0 {
+		forms = append(forms, phpFold.Replace(k[:i]))
+	}
+	for _, n := range names {
+		fn := phpFold.Replace(strings.ToLower(n))
+		for _, f := range forms {
+			if f == fn {
+				return n, true
+			}
+		}
+	}
+	return "", false
 }
 
 // badRequest is the 400 invalid_request for a request the plugin refuses
