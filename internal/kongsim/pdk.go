@@ -1009,20 +1009,26 @@ func responseClearHeader(ev *event, in proto.Message) (proto.Message, error) {
 	return nil, nil
 }
 
-func responseSetHeaders(ev *event, in proto.Message) (proto.Message, error) {
+// setHeaders applies a set_headers table (Kong: each name in sorted order,
+// a value or a list of values) through set.
+func setHeaders(in proto.Message, set func(name string, vals []string)) error {
 	m := luaStruct(in.(*structpb.Struct))
 	parsed := map[string][]string{}
 	for k, v := range m {
 		vals, err := headerValues(k, v)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		parsed[k] = vals
 	}
 	for _, k := range sortedKeys(parsed) {
-		ev.respSet(k, parsed[k])
+		set(k, parsed[k])
 	}
-	return nil, nil
+	return nil
+}
+
+func responseSetHeaders(ev *event, in proto.Message) (proto.Message, error) {
+	return nil, setHeaders(in, ev.respSet)
 }
 
 func responseExit(ev *event, in proto.Message) (proto.Message, error) {
@@ -1236,19 +1242,7 @@ func serviceRequestClearHeader(ev *event, in proto.Message) (proto.Message, erro
 }
 
 func serviceRequestSetHeaders(ev *event, in proto.Message) (proto.Message, error) {
-	m := luaStruct(in.(*structpb.Struct))
-	parsed := map[string][]string{}
-	for k, v := range m {
-		vals, err := headerValues(k, v)
-		if err != nil {
-			return nil, err
-		}
-		parsed[k] = vals
-	}
-	for _, k := range sortedKeys(parsed) {
-		ev.upSet(k, parsed[k])
-	}
-	return nil, nil
+	return nil, setHeaders(in, ev.upSet)
 }
 
 // ---------------------------------------------------------------------------
