@@ -11,16 +11,6 @@ import (
 	"github.com/keycloak-jwt/keycloak-jwt/policy"
 )
 
-// allowed builds an allowed decision from a raw payload.
-func allowed(t testing.TB, payload string) *policy.Decision {
-	t.Helper()
-	c, err := policy.NewClaimsForTest([]byte(payload))
-	if err != nil {
-		t.Fatalf("NewClaimsForTest(%s): %v", payload, err)
-	}
-	return &policy.Decision{Allow: true, Status: 200, Reason: policy.ReasonOK, Claims: c}
-}
-
 func mustCompile(t *testing.T, c HeadersConfig) *Headers {
 	t.Helper()
 	h, err := CompileHeaders(c)
