@@ -22,12 +22,18 @@ go vet ./...
 echo "== staticcheck (pinned)"
 go run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...
 
+echo "== Keycloak (real, for e2e/keycloak: scripts/keycloak.sh; the first run downloads it with Maven)"
+trap 'bash scripts/keycloak.sh stop || true' EXIT
+bash scripts/keycloak.sh start
+eval "$(bash scripts/keycloak.sh env)"
+
 echo "== go test -race"
 testlog=$(mktemp)
-trap 'rm -f "$testlog"' EXIT
+trap 'rm -f "$testlog"; bash scripts/keycloak.sh stop || true' EXIT
 go test -race -count=1 -timeout 30m ./... 2>&1 | tee "$testlog"
 test "${PIPESTATUS[0]}" -eq 0 || { echo "go test failed"; exit 1; }
 passed=$(grep -c '^ok' "$testlog" || true)
+bash scripts/keycloak.sh stop
 
 echo "== fuzz (each target ${FUZZTIME})"
 for file in $(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v node_modules | sort); do
