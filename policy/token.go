@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
 
@@ -23,19 +24,33 @@ import (
 
 // header is the protected JOSE header of a compact JWS.
 type header struct {
-	Alg  string          `json:"alg"`
-	Kid  string          `json:"kid"`
-	Typ  string          `json:"typ"`
-	Cty  string          `json:"cty"`
-	Crit json.RawMessage `json:"crit"`
-	B64  json.RawMessage `json:"b64"`
-	Zip  json.RawMessage `json:"zip"`
-	Enc  json.RawMessage `json:"enc"`
-	// Key-carrying headers: never trusted, their presence alone is refused.
-	Jku json.RawMessage `json:"jku"`
-	X5u json.RawMessage `json:"x5u"`
-	Jwk json.RawMessage `json:"jwk"`
-	X5c json.RawMessage `json:"x5c"`
+	Alg, Kid, Typ, Cty string
+	// refused marks the members whose presence alone is refused, whatever
+	// their value (null included): see checkHeader.
+	refused refusedMembers
+}
+
+// refusedMembers is a set of the header members checkHeader refuses.
+type refusedMembers uint8
+
+const (
+	// jku, x5u, jwk and x5c carry keys or key URLs, never trusted; crit,
+	// b64, zip and enc ask for processing that is not supported.
+	memberJku refusedMembers = 1 << iota
+	memberX5u
+	memberJwk
+	memberX5c
+	memberCrit
+	memberB64
+	memberZip
+	memberEnc
+)
+
+// headerMembers are the header members read or refused, by exact name.
+var headerMembers = map[string]refusedMembers{
+	"alg": 0, "kid": 0, "typ": 0, "cty": 0,
+	"jku": memberJku, "x5u": memberX5u, "jwk": memberJwk, "x5c": memberX5c,
+	"crit": memberCrit, "b64": memberB64, "zip": memberZip, "enc": memberEnc,
 }
 
 // parsed is a compact JWS split and decoded, not yet verified.
@@ -84,24 +99,100 @@ func split(token string, hc *headerCache) (*parsed, error) {
 	return p, nil
 }
 
+// decodeHeader decodes the protected header with the claims' parser and
+// rules: member names match exactly (case-sensitive, RFC 7515 §4), a name
+// differing only in case from a member read here is refused (a
+// case-insensitive reader downstream would take it for that member), and
+// so is any member present twice, since readers disagree on which one wins.
 func decodeHeader(raw string) (*header, error) {
 	b, err := b64.DecodeString(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: header is not base64url: %w", errFormat, err)
 	}
-	if len(b) == 0 || b[0] != '{' {
-		return nil, fmt.Errorf("%w: header is not a JSON object", errFormat)
+	obj, parser, err := parseObject(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: header %w", errFormat, err)
+	}
+	defer jsonParsers.Put(parser)
+	if err := uniqueMembers(obj); err != nil {
+		return nil, fmt.Errorf("%w: header: %w", errFormat, err)
 	}
 	h := new(header)
-	if err := strictUnmarshal(b, h); err != nil {
+	obj.Visit(func(key []byte, v *fastjson.Value) {
+		if err != nil {
+			return
+		}
+		bit, known := headerMembers[string(key)]
+		switch {
+		case bit != 0:
+			h.refused |= bit
+		case !known:
+			err = caseVariant(string(key))
+		case v.Type() == fastjson.TypeNull:
+		default:
+			var s string
+			if s, err = str(string(key), v); err == nil {
+				switch string(key) {
+				case "alg":
+					h.Alg = s
+				case "kid":
+					h.Kid = s
+				case "typ":
+					h.Typ = s
+				case "cty":
+					h.Cty = s
+				}
+			}
+		}
+	})
+	if err != nil {
 		return nil, fmt.Errorf("%w: header: %w", errFormat, err)
 	}
 	return h, nil
 }
 
-// strictUnmarshal decodes exactly one JSON value; json.Unmarshal already
-// refuses anything after it.
-func strictUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+// caseVariant refuses a header member name that equals a member read or
+// refused by decodeHeader but for letter case; any other name is ignored.
+// Folding is Unicode's, as encoding/json's: the Kelvin sign folds to 'k'.
+func caseVariant(name string) error {
+	for m := range headerMembers {
+		if strings.EqualFold(name, m) {
+			return fmt.Errorf("member %q is not %q: header member names are case-sensitive", name, m)
+		}
+	}
+	return nil
+}
+
+// uniqueMembers refuses an object with a member name twice (names compared
+// after unescaping, so "\u0061lg" repeats "alg").
+func uniqueMembers(obj *fastjson.Object) error {
+	var dup []byte
+	if n := obj.Len(); n <= 8 {
+		var names [8][]byte
+		i := 0
+		obj.Visit(func(key []byte, _ *fastjson.Value) {
+			for _, seen := range names[:i] {
+				if dup == nil && string(seen) == string(key) {
+					dup = key
+				}
+			}
+			names[i] = key
+			i++
+		})
+	} else {
+		seen := make(map[string]struct{}, n)
+		obj.Visit(func(key []byte, _ *fastjson.Value) {
+			if _, ok := seen[string(key)]; ok && dup == nil {
+				dup = key
+			}
+			seen[string(key)] = struct{}{}
+		})
+	}
+	if dup != nil {
+		return fmt.Errorf("member %q appears more than once", dup)
+	}
+	return nil
+}
 
 // headerCache remembers decoded headers by their encoded form. Only headers
 // that passed decoding are kept; it is bounded and reset when full.
@@ -138,13 +229,13 @@ func (c *headerCache) get(raw string) (*header, error) {
 // checkHeader applies the header rules that do not depend on keys.
 func checkHeader(h *header) (reason, detail string) {
 	switch {
-	case len(h.Jku) > 0 || len(h.X5u) > 0 || len(h.Jwk) > 0 || len(h.X5c) > 0:
+	case h.refused&(memberJku|memberX5u|memberJwk|memberX5c) != 0:
 		return ReasonBadHeader, "token header carries key material or a key URL (jku/x5u/jwk/x5c); keys come only from the issuer's JWKS"
-	case len(h.Crit) > 0:
+	case h.refused&memberCrit != 0:
 		return ReasonBadHeader, "token header has a crit parameter; no critical extension is supported"
-	case len(h.B64) > 0:
+	case h.refused&memberB64 != 0:
 		return ReasonBadHeader, "token header has b64 (unencoded payload) which is not supported"
-	case len(h.Zip) > 0 || len(h.Enc) > 0:
+	case h.refused&(memberZip|memberEnc) != 0:
 		return ReasonBadHeader, "token header has JWE parameters (zip/enc)"
 	case h.Cty != "" && strings.EqualFold(h.Cty, "JWT"):
 		return ReasonBadHeader, "nested JWTs (cty JWT) are not accepted"
@@ -253,27 +344,50 @@ func (c *Claims) Get(name string) (any, bool) {
 	return v, ok
 }
 
-// claimParsers recycles fastjson parsers: the claims of every cold-path
-// token are read with one, which costs a fraction of encoding/json.
-var claimParsers fastjson.ParserPool
+// jsonParsers recycles fastjson parsers: the header and the claims of every
+// cold-path token are read with one, which costs a fraction of encoding/json.
+var jsonParsers fastjson.ParserPool
+
+// parseObject parses b, which must be exactly one JSON object, with a
+// pooled parser. The object lives in the parser's memory: the caller puts
+// the parser back to the pool when done with it (only when err is nil).
+func parseObject(b []byte) (*fastjson.Object, *fastjson.Parser, error) {
+	if len(b) == 0 || b[0] != '{' {
+		return nil, nil, errors.New("is not a JSON object")
+	}
+	if !utf8.Valid(b) {
+		// RFC 8259 §8.1; encoding/json would read U+FFFD where fastjson
+		// keeps the raw bytes.
+		return nil, nil, errors.New("is not valid UTF-8")
+	}
+	// The parser alone lets invalid escapes and control characters in
+	// strings through; Validate holds the text to RFC 8259.
+	if err := fastjson.ValidateBytes(b); err != nil {
+		return nil, nil, fmt.Errorf("is not valid JSON: %w", err)
+	}
+	parser := jsonParsers.Get()
+	v, err := parser.ParseBytes(b)
+	if err != nil {
+		jsonParsers.Put(parser)
+		return nil, nil, fmt.Errorf("is not valid JSON: %w", err)
+	}
+	obj, err := v.Object()
+	if err != nil {
+		jsonParsers.Put(parser)
+		return nil, nil, errors.New("is not a JSON object")
+	}
+	return obj, parser, nil
+}
 
 // decodeClaims parses the payload into Claims. Claim names match exactly
 // (case-sensitive); a registered claim of the wrong JSON type is refused
 // rather than ignored; unknown claims are left for Get.
 func decodeClaims(payload []byte, h *header) (*Claims, error) {
-	if len(payload) == 0 || payload[0] != '{' {
-		return nil, errors.New("payload is not a JSON object")
-	}
-	parser := claimParsers.Get()
-	defer claimParsers.Put(parser)
-	v, err := parser.ParseBytes(payload)
+	obj, parser, err := parseObject(payload)
 	if err != nil {
-		return nil, fmt.Errorf("claims: %w", err)
+		return nil, fmt.Errorf("claims: payload %w", err)
 	}
-	obj, err := v.Object()
-	if err != nil {
-		return nil, errors.New("claims: payload is not a JSON object")
-	}
+	defer jsonParsers.Put(parser)
 	c := &Claims{KeyID: h.Kid, Algorithm: h.Alg, HeaderType: h.Typ, raw: payload}
 	var hasExp bool
 	var scp []string
