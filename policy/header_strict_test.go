@@ -197,3 +197,75 @@ func FuzzDecodeHeader(f *testing.F) {
 		}
 	})
 }
+
+// TestTokenTypes: header typ × claim typ × token_types. Keycloak's refresh,
+// offline, ID and logout tokens (claim typ, any case) are refused whatever
+// the header says and whatever token_types accepts, also on a cache hit.
+func TestTokenTypes(t *testing.T) {
+	e := newEnv(t, "RS256")
+	configs := map[string][]string{
+		"Bearer":        {TypeBearer},
+		"at+jwt":        {TypeATJWT},
+		"Bearer,at+jwt": {TypeBearer, TypeATJWT},
+	}
+	headerTypes := []string{"", "JWT", "at+jwt", "AT+JWT", "application/at+jwt"}
+	claimTypes := []string{"", "Bearer", "bearer", "Refresh", "refresh", "REFRESH", "Offline", "ID", "id", "Id",
+		"Logout", "logout", "LOGOUT", "Serialized-ID", "Other"}
+	nonAccess := map[string]bool{"refresh": true, "offline": true, "id": true, "logout": true, "serialized-id": true}
+	for cfgName, types := range configs {
+		p := e.compile(t, func(c *Config) { c.TokenTypes = types })
+		for _, ht := range headerTypes {
+			for _, ct := range claimTypes {
+				name := fmt.Sprintf("token_types=%s/header=%q/claim=%q", cfgName, ht, ct)
+				t.Run(name, func(t *testing.T) {
+					hdr := hdrFor(e, map[string]any{"typ": nilIfEmpty(ht)})
+					tok := signRaw(t, e, hdr, claimsWith(e, map[string]any{"typ": nilIfEmpty(ct)}))
+					atJWT := strings.EqualFold(ht, "at+jwt") || strings.EqualFold(ht, "application/at+jwt")
+					want := !nonAccess[strings.ToLower(ct)] &&
+						(contains(types, TypeATJWT) && atJWT || contains(types, TypeBearer) && ct == TypeBearer)
+					d := check(p, tok)
+					if d.Allow != want || (!want && d.Reason != ReasonType) {
+						t.Fatalf("allow=%v reason=%s (%s), want allow=%v", d.Allow, d.Reason, d.Detail, want)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestTokenTypeOnCacheHit: the type rule runs on verified-token cache hits
+// too, so an entry that reached the cache cannot bypass it.
+func TestTokenTypeOnCacheHit(t *testing.T) {
+	e := newEnv(t, "RS256")
+	p := e.compile(t, nil)
+	if p.cache == nil {
+		t.Fatal("the token cache is off by default")
+	}
+	for _, typ := range []string{"Refresh", "ID", "Logout"} {
+		tok := signRaw(t, e, hdrFor(e, map[string]any{"typ": "at+jwt"}), claimsWith(e, map[string]any{"typ": typ}))
+		pt, err := split(tok, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		claims, err := decodeClaims(pt.payload, pt.hdr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := p.Sources()[0]
+		key, err := src.Key(context.Background(), pt.hdr.Kid, pt.hdr.Alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.cache.put(tok, &cacheEntry{token: tok, claims: claims, key: key, src: src, exp: claims.Expiry})
+		if d := check(p, tok); d.Allow || d.Reason != ReasonType || !d.CachedResult {
+			t.Fatalf("typ %s on a cache hit: allow=%v reason=%s cached=%v", typ, d.Allow, d.Reason, d.CachedResult)
+		}
+	}
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}

@@ -264,7 +264,19 @@ func (p *Policy) claimRules(c *Claims, now int64) Decision {
 	return d
 }
 
+// nonAccessTypes are the "typ" claims of Keycloak's tokens that are not
+// access tokens: refresh, offline (a refresh token), ID, serialized ID and
+// logout tokens. They are refused whatever the header typ says.
+var nonAccessTypes = [...]string{"Refresh", "Offline", "ID", "Serialized-ID", "Logout"}
+
 func (p *Policy) typeAccepted(c *Claims) bool {
+	if c.Type != TypeBearer {
+		for _, t := range nonAccessTypes {
+			if strings.EqualFold(c.Type, t) {
+				return false
+			}
+		}
+	}
 	if p.r.acceptATJWT && (strings.EqualFold(c.HeaderType, "at+jwt") || strings.EqualFold(c.HeaderType, "application/at+jwt")) {
 		return true
 	}
