@@ -347,3 +347,11 @@ func kidOf(t *testing.T, tok string) string {
 	kid, _ := h["kid"].(string)
 	return kid
 }
+
+// decodeJSON decodes a 200 response's JSON body into out.
+func decodeJSON(resp *http.Response, out any) error {
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: status %d", resp.Request.URL, resp.StatusCode)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
