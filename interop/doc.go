@@ -9,9 +9,11 @@
 //     signing-key rotation;
 //   - the example shell scripts are run against that server.
 //
-// The non-test files of the package are test support meant for reuse by the
-// tests of other packages (the sidecar, the plugin binary): StartOIDCServer
-// starts the independent server and NPMInstall prepares a Node.js project.
-// Both need `node` and `npm` on PATH and skip the calling test, with a clear
-// message, when they are missing.
+// The package is a Go module of its own (interop/go.mod, using the product
+// through a replace directive), so that what only these checks need, such as
+// compose-go, stays out of the product's go.mod; scripts/test.sh runs it
+// beside the product module. Its non-test files are test support:
+// StartOIDCServer starts the independent server and NPMInstall prepares a
+// Node.js project. Both need `node` and `npm` on PATH and skip the calling
+// test, with a clear message, when they are missing.
 package interop

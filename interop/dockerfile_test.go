@@ -310,7 +310,7 @@ func TestDockerfile(t *testing.T) {
 				t.Errorf(".dockerignore excludes %s, which the build needs", need)
 			}
 		}
-		for _, keepOut := range []string{".git", "interop/oidc-server/node_modules"} {
+		for _, keepOut := range []string{".git", "interop", "interop/oidc-server/node_modules"} {
 			if !ignored(keepOut) {
 				t.Errorf(".dockerignore should exclude %s", keepOut)
 			}
