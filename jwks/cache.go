@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -97,9 +98,25 @@ func (c *Cache) Sources() []*Source {
 	return out
 }
 
+// maxRedirects bounds the redirects one discovery or JWKS request follows.
+const maxRedirects = 3
+
+// checkRedirect follows at most maxRedirects redirects, and never one from
+// https to http: keys asked for over TLS are not then read in clear text.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) > maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+	}
+	if from := via[len(via)-1].URL; from.Scheme == "https" && req.URL.Scheme != "https" {
+		return fmt.Errorf("refused the redirect from %s to %s: keys asked for over https are never fetched over plain http",
+			from.Redacted(), req.URL.Redacted())
+	}
+	return nil
+}
+
 func (c *Cache) httpClient(spec Spec) (*http.Client, error) {
 	if c.transport != nil {
-		return &http.Client{Transport: c.transport}, nil
+		return &http.Client{Transport: c.transport, CheckRedirect: checkRedirect}, nil
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -115,7 +132,7 @@ func (c *Cache) httpClient(spec Spec) (*http.Client, error) {
 		tr.TLSClientConfig.RootCAs = pool
 	}
 	tr.TLSClientConfig.InsecureSkipVerify = spec.InsecureSkipVerify //nolint:gosec // explicit, logged dev option
-	return &http.Client{Transport: tr}, nil
+	return &http.Client{Transport: tr, CheckRedirect: checkRedirect}, nil
 }
 
 // maxCAFileBytes bounds ca_file (a whole system bundle is ~250 KiB).
@@ -392,6 +409,15 @@ func (s *Source) discover() (string, error) {
 	}
 	if doc.JWKSURI == "" {
 		return "", fmt.Errorf("discovery %s: document has no jwks_uri", u)
+	}
+	ju, err := url.Parse(doc.JWKSURI)
+	if err != nil || (ju.Scheme != "http" && ju.Scheme != "https") || ju.Host == "" {
+		return "", fmt.Errorf("discovery %s: jwks_uri %q is not an absolute http(s) URL", u, doc.JWKSURI)
+	}
+	if du, _ := url.Parse(u); du != nil && du.Scheme == "https" && ju.Scheme == "http" {
+		return "", fmt.Errorf("discovery %s of issuer %s names jwks_uri %s over plain http: refused, keys found "+
+			"over https are fetched over https only (a Keycloak behind a TLS proxy needs KC_PROXY_HEADERS or an "+
+			"https KC_HOSTNAME; or set jwks_uri yourself)", u, s.spec.Issuer, ju.Redacted())
 	}
 	return doc.JWKSURI, nil
 }
