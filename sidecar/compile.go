@@ -48,6 +48,8 @@ type compiled struct {
 	idleTimeout       time.Duration
 	shutdownTimeout   time.Duration
 	maxHeaderBytes    int
+	bodyReadTimeout   time.Duration // idle timeout of each request body read
+	maxConnections    int           // open connections on the main listener
 
 	logLevel  zapcore.Level
 	logFormat string
@@ -88,15 +90,18 @@ func (o *compiled) compileListeners(c *Config) error {
 	o.listen = orDefault(c.Listen, DefaultListen)
 	o.adminListen = orDefault(c.AdminListen, DefaultAdminListen)
 	var errs []error
-	for _, l := range []struct{ field, addr string }{{"listen", o.listen}, {"admin_listen", o.adminListen}} {
-		if _, _, err := net.SplitHostPort(l.addr); err != nil {
+	var hosts, ports [2]string
+	for i, l := range []struct{ field, addr string }{{"listen", o.listen}, {"admin_listen", o.adminListen}} {
+		var err error
+		if hosts[i], ports[i], err = net.SplitHostPort(l.addr); err != nil {
 			errs = append(errs, cfgErr(l.field, "%q is not a host:port address (e.g. \":8080\" or \"127.0.0.1:8080\")", l.addr))
 		}
 	}
-	if len(errs) == 0 && o.listen == o.adminListen {
-		if _, port, _ := net.SplitHostPort(o.listen); port != "0" {
-			errs = append(errs, cfgErr("admin_listen", "%q is also the main listener's address; use another port", o.adminListen))
-		}
+	// The same port on the same host, or on all interfaces and one of them
+	// (":8081" and the default "127.0.0.1:8081"), cannot both be bound.
+	if len(errs) == 0 && ports[0] == ports[1] && ports[0] != "0" &&
+		(hosts[0] == hosts[1] || allInterfaces(hosts[0]) || allInterfaces(hosts[1])) {
+		errs = append(errs, cfgErr("admin_listen", "%q overlaps the main listener's address %q; use another port", o.adminListen, o.listen))
 	}
 	return errors.Join(errs...)
 }
@@ -187,13 +192,14 @@ func (o *compiled) compileServer(s ServerConfig) error {
 	if o.shutdownTimeout, err = seconds("server.shutdown_timeout_seconds", s.ShutdownTimeoutSeconds, DefaultShutdownTimeoutSeconds, 3600); err != nil {
 		errs = append(errs, err)
 	}
-	switch {
-	case s.MaxHeaderBytes == 0:
-		o.maxHeaderBytes = DefaultMaxHeaderBytes
-	case s.MaxHeaderBytes < 4096 || s.MaxHeaderBytes > 16<<20:
-		errs = append(errs, cfgErr("server.max_header_bytes", "must be between 4096 and 16777216, got %d", s.MaxHeaderBytes))
-	default:
-		o.maxHeaderBytes = s.MaxHeaderBytes
+	if o.bodyReadTimeout, err = seconds("server.body_read_timeout_seconds", s.BodyReadTimeoutSeconds, DefaultBodyReadTimeoutSeconds, 3600); err != nil {
+		errs = append(errs, err)
+	}
+	if o.maxConnections, err = count("server.max_connections", s.MaxConnections, DefaultMaxConnections, 1, maxMaxConnections); err != nil {
+		errs = append(errs, err)
+	}
+	if o.maxHeaderBytes, err = count("server.max_header_bytes", s.MaxHeaderBytes, DefaultMaxHeaderBytes, 4096, 16<<20); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -8,7 +8,7 @@ import (
 // Defaults of Config. CONFIG.md documents the same values.
 const (
 	DefaultListen                   = ":8080"
-	DefaultAdminListen              = ":8081"
+	DefaultAdminListen              = "127.0.0.1:8081"
 	DefaultUpstreamTimeoutSeconds   = 30
 	DefaultConnectTimeoutSeconds    = 5
 	DefaultMaxIdleConnsPerHost      = 64
@@ -17,6 +17,8 @@ const (
 	DefaultIdleTimeoutSeconds       = 120
 	DefaultMaxHeaderBytes           = 64 << 10
 	DefaultShutdownTimeoutSeconds   = 30
+	DefaultBodyReadTimeoutSeconds   = 60
+	DefaultMaxConnections           = 10000
 	DefaultLogLevel                 = "info"
 	DefaultLogFormat                = "json"
 )
@@ -39,8 +41,10 @@ type Config struct {
 	// auth). Default ":8080". Env override: KJ_LISTEN.
 	Listen string `json:"listen"`
 	// AdminListen is the admin listener's address: /healthz, /readyz,
-	// /metrics and the upstream JWT's JWKS. Default ":8081". It must differ
-	// from Listen. Env override: KJ_ADMIN_LISTEN.
+	// /metrics and the upstream JWT's JWKS. Default "127.0.0.1:8081"
+	// (loopback only: set ":8081" where probes or Prometheus come from
+	// outside, e.g. in a container). It must differ from Listen. Env
+	// override: KJ_ADMIN_LISTEN.
 	AdminListen string `json:"admin_listen"`
 	// Upstream is where allowed requests are forwarded. Without a URL the
 	// sidecar is a forward-auth server only.
@@ -176,6 +180,17 @@ type ServerConfig struct {
 	// ShutdownTimeoutSeconds is how long SIGTERM/SIGINT waits for in-flight
 	// requests before closing their connections. Default 30.
 	ShutdownTimeoutSeconds int `json:"shutdown_timeout_seconds"`
+	// BodyReadTimeoutSeconds is the idle timeout of request bodies: every
+	// read of a body must receive data within it, else the connection is
+	// closed (with 408 when no response has started). A body that keeps
+	// arriving is never cut, however long it takes. 1–3600; default 60, as
+	// nginx's client_body_timeout.
+	BodyReadTimeoutSeconds int `json:"body_read_timeout_seconds"`
+	// MaxConnections bounds the main listener's open connections (idle
+	// keep-alive and upgraded ones included). At the limit a new connection
+	// waits until one closes, and idle keep-alive connections are closed to
+	// make room. 1–1000000; default 10000.
+	MaxConnections int `json:"max_connections"`
 }
 
 // LogConfig configures logging.

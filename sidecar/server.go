@@ -42,11 +42,13 @@ type Server struct {
 	proxy     *httputil.ReverseProxy // nil without upstream.url
 	transport *http.Transport
 	metrics   *metrics
+	limits    *limitMetrics
 	admin     http.Handler
 	warmRetry time.Duration
 
 	draining    atomic.Bool
 	ln, adminLn net.Listener
+	conns       *connLimiter // ln, bounded by server.max_connections
 }
 
 // Check validates cfg completely, as New does (every policy compiled, the
@@ -88,6 +90,8 @@ func New(cfg *Config, o Options) (*Server, error) {
 	}
 	s := &Server{c: c, log: log, now: o.Clock, keys: keys, warmRetry: o.WarmRetry}
 	s.metrics = newMetrics(keys, c.policies, o.Clock)
+	s.limits = newLimitMetrics()
+	s.metrics.reg.MustRegister(s.limits.collectors()...)
 	if c.upstreamURL != nil {
 		s.proxy = s.newReverseProxy()
 	}
@@ -106,7 +110,7 @@ func (s *Server) Logger() *zap.Logger { return s.log }
 
 // Listen binds the main and admin listeners (Serve calls it when needed).
 // After it, Addr and AdminAddr report the bound addresses, which matters
-// with port 0.
+// with port 0. The main listener keeps at most server.max_connections open.
 func (s *Server) Listen() error {
 	if s.ln != nil {
 		return nil
@@ -120,8 +124,15 @@ func (s *Server) Listen() error {
 		_ = ln.Close()
 		return fmt.Errorf("admin_listen %s: %w", s.c.adminListen, err)
 	}
-	s.ln, s.adminLn = ln, adminLn
+	s.conns = newConnLimiter(ln, s.c.maxConnections, s.limits)
+	s.ln, s.adminLn = s.conns, adminLn
 	return nil
+}
+
+// allInterfaces reports whether a listen host is the wildcard address.
+func allInterfaces(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "" || ip != nil && ip.IsUnspecified()
 }
 
 // Addr is the main listener's address ("" before Listen).
@@ -141,22 +152,24 @@ func addrOf(ln net.Listener) string {
 // gracefully: /readyz turns 503, the main listener stops accepting and
 // in-flight requests finish (within server.shutdown_timeout_seconds, after
 // which their connections are closed), then the admin listener stops. Keys
-// are fetched in the background from the start. It returns nil after a
-// clean shutdown.
+// are fetched in the background from the start. Request bodies on both
+// listeners have the idle timeout server.body_read_timeout_seconds. It
+// returns nil after a clean shutdown.
 func (s *Server) Serve(ctx context.Context) error {
 	if err := s.Listen(); err != nil {
 		return err
 	}
 	errLog := zap.NewStdLog(s.log.Named("http"))
 	main := &http.Server{
-		Handler:           s,
+		Handler:           limitBodyReads(s, s.c.bodyReadTimeout, s.limits.bodyTimeouts),
 		ReadHeaderTimeout: s.c.readHeaderTimeout,
 		IdleTimeout:       s.c.idleTimeout,
 		MaxHeaderBytes:    s.c.maxHeaderBytes,
+		ConnState:         s.conns.connState,
 		ErrorLog:          errLog,
 	}
 	admin := &http.Server{
-		Handler:           s.admin,
+		Handler:           limitBodyReads(s.admin, s.c.bodyReadTimeout, s.limits.bodyTimeouts),
 		ReadHeaderTimeout: s.c.readHeaderTimeout,
 		IdleTimeout:       s.c.idleTimeout,
 		MaxHeaderBytes:    s.c.maxHeaderBytes,
