@@ -92,7 +92,7 @@ python_venv() {
 }
 
 start() {
-  if running; then say "already running (pid $(cat "$PIDFILE"))"; return 0; fi
+  if running; then say "already running (pid $(cat "$PIDFILE"))"; python_venv; return 0; fi
   [ -x "$JAVA_HOME_KC/bin/java" ] || { say "no Java at $JAVA_HOME_KC (Keycloak 26 needs 21+; set KEYCLOAK_JAVA_HOME)"; return 1; }
   fetch
   # A fresh database every start: --import-realm imports only into an empty one.

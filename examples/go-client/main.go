@@ -146,9 +146,13 @@ func authStyle(auth string) (oauth2.AuthStyle, error) {
 	return 0, fmt.Errorf("-auth %q: want client_secret_basic, client_secret_post or auto", auth)
 }
 
+// errAllFailed is returned by run when calls were made and none got a 2xx
+// answer, so that the command exits non-zero.
+var errAllFailed = errors.New("every call failed")
+
 // run calls the API cfg.Count times (forever when 0), cfg.Interval apart.
 // A failed call is logged and the loop goes on; run returns when ctx ends
-// or the calls are done.
+// or the calls are done, with errAllFailed when not one call succeeded.
 func run(ctx context.Context, cfg config, logger *log.Logger, now func() time.Time) error {
 	style, err := authStyle(cfg.Auth)
 	if err != nil {
@@ -171,26 +175,37 @@ func run(ctx context.Context, cfg config, logger *log.Logger, now func() time.Ti
 		log:   logger,
 		name:  cfg.ClientID,
 	}
+	calls, succeeded := 0, 0
+	done := func(err error) error {
+		if calls > 0 && succeeded == 0 {
+			return fmt.Errorf("%w (%d of %d)", errAllFailed, calls, calls)
+		}
+		return err
+	}
 	for i := 0; cfg.Count == 0 || i < cfg.Count; i++ {
 		if i > 0 && cfg.Interval > 0 {
 			select {
 			case <-ctx.Done():
-				return ctx.Err()
+				return done(ctx.Err())
 			case <-time.After(cfg.Interval):
 			}
 		}
 		if err := ctx.Err(); err != nil {
-			return err
+			return done(err)
 		}
+		calls++
 		status, body, err := call(ctx, httpClient, tokens, cfg.Method, cfg.APIURL)
 		switch {
 		case err != nil:
 			logger.Printf("%s %s: %v", cfg.Method, cfg.APIURL, err)
 		default:
+			if status >= 200 && status < 300 {
+				succeeded++
+			}
 			logger.Printf("%s %s -> %d %s", cfg.Method, cfg.APIURL, status, summarize(body))
 		}
 	}
-	return nil
+	return done(nil)
 }
 
 // call makes one request with a bearer token. A 401 with

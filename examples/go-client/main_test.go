@@ -206,11 +206,34 @@ func TestWrongSecretIsReported(t *testing.T) {
 	cfg.ClientSecret = "wrong"
 	cfg.Count = 1
 	var out strings.Builder
-	if err := run(context.Background(), cfg, log.New(&out, "", 0), time.Now); err != nil {
-		t.Fatal(err)
+	if err := run(context.Background(), cfg, log.New(&out, "", 0), time.Now); !errors.Is(err, errAllFailed) {
+		t.Fatalf("run: %v, want errAllFailed (the command exits non-zero when every call failed)", err)
 	}
 	if !strings.Contains(out.String(), "invalid_client") {
 		t.Errorf("log %q should name the token endpoint's error", out.String())
+	}
+}
+
+// TestExitStatus: the command fails when every call failed (refused or
+// unreachable), and succeeds when at least one call got a 2xx answer.
+func TestExitStatus(t *testing.T) {
+	_, tokenSrv, api := newFakeRealm(t, 300)
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	t.Cleanup(refusing.Close)
+	cfg := testConfig(tokenSrv.URL, refusing.URL)
+	if err := run(context.Background(), cfg, quietLogger(t), time.Now); !errors.Is(err, errAllFailed) {
+		t.Errorf("every call 403: run returned %v, want errAllFailed", err)
+	}
+	cfg = testConfig(tokenSrv.URL, api.URL)
+	if err := run(context.Background(), cfg, quietLogger(t), time.Now); err != nil {
+		t.Errorf("every call 200: run returned %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := run(ctx, cfg, quietLogger(t), time.Now); !errors.Is(err, context.Canceled) {
+		t.Errorf("interrupted before any call: %v, want context.Canceled (exit 0)", err)
 	}
 }
 
