@@ -4,10 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/textproto"
-	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/Kong/go-pdk"
@@ -16,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/keycloak-jwt/keycloak-jwt/authz"
 	"github.com/keycloak-jwt/keycloak-jwt/jwks"
 	"github.com/keycloak-jwt/keycloak-jwt/policy"
 )
@@ -38,14 +36,6 @@ const ReasonNoConsumer = "no_consumer"
 // many header lines is refused: a second token or a forged identity header
 // could hide past the cut, unseen and so not removed.
 const maxHeaders = 1000
-
-// ReasonMalformedQuery is the reason code of a request refused because
-// uri_param_names is set and its query string does not parse.
-const ReasonMalformedQuery = "malformed_query"
-
-// ReasonTooManyHeaders is the reason code of a request refused because it
-// has maxHeaders header lines or more.
-const ReasonTooManyHeaders = "too_many_headers"
 
 // Process-wide state shared by every plugin instance of this plugin server:
 // one JWKS cache (so N instances naming one realm fetch its keys once) and
@@ -106,11 +96,11 @@ func (c *Config) instance() (*Instance, error) {
 			return
 		}
 		// Fetch the realm keys now, so the first request rarely waits.
-		go func(p *policy.Policy) {
+		go func(g *authz.Gate) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			_ = p.Warm(ctx)
-		}(c.inst.policy)
+			_ = g.Warm(ctx)
+		}(c.inst.gate)
 	})
 	return c.inst, c.err
 }
@@ -124,175 +114,92 @@ func (c *Config) Access(kong *pdk.PDK) {
 		c.errLogged.Do(func() {
 			_ = kong.Log.Err("keycloak-jwt: invalid configuration, every request on this route is denied with 500: ", err.Error())
 		})
-		exit(kong, policy.Misconfigured(err), "")
+		exit(kong, authz.Misconfigured(err))
 		return
 	}
 	inst.access(kong)
 }
 
+// access translates one request: Kong's view of it in, the request layer's
+// Result out. Each PDK call is a socket round trip: only the headers are
+// always read.
 func (inst *Instance) access(kong *pdk.PDK) {
-	if inst.signer != nil && inst.signer.JWKSPath() != "" {
-		if path, err := kong.Request.GetPath(); err == nil && path == inst.signer.JWKSPath() {
-			kong.Response.Exit(http.StatusOK, inst.signer.JWKS(), map[string][]string{
+	if sg := inst.gate.Signer(); sg != nil && sg.JWKSPath() != "" {
+		if path, err := kong.Request.GetPath(); err == nil && path == sg.JWKSPath() {
+			kong.Response.Exit(http.StatusOK, sg.JWKS(), map[string][]string{
 				"Content-Type": {"application/jwk-set+json"}, "Cache-Control": {"max-age=300"}})
 			return
 		}
 	}
 	in, err := kong.Request.GetHeaders(maxHeaders)
 	if err != nil {
-		logger.Error("kong.request.get_headers failed", zap.Error(err))
-		exit(kong, policy.Misconfigured(err), "")
+		inst.failed(kong, "kong.request.get_headers", err)
 		return
 	}
-	if n := headerCount(in); n >= maxHeaders {
-		// Before the policy: anonymous must not apply to it either.
-		logger.Info("request refused: too many headers to check", zap.Int("headers", n))
-		exit(kong, badRequest(ReasonTooManyHeaders, "The request has too many headers"), inst.realm)
-		return
-	}
-	creds := policy.Credentials{}
-	for _, n := range inst.headerNames {
-		creds.Authorization = append(creds.Authorization, in[n]...)
-	}
-	if len(inst.cookieNames) > 0 {
-		creds.Cookie = cookieValues(in["cookie"], inst.cookieNames)
-	}
-	if len(inst.uriParamNames) > 0 {
-		// The raw query, parsed here: kong.request.get_query stops at its
-		// max_args without an error, so a second token could hide past it.
-		raw, err := kong.Request.GetRawQuery()
-		if err != nil {
-			logger.Error("kong.request.get_raw_query failed", zap.Error(err))
-			exit(kong, policy.Misconfigured(err), "")
+	req := &authz.Request{Header: in, HeadersTruncated: headerCount(in) >= maxHeaders, NoQuery: !inst.needsQuery}
+	if !inst.preflight {
+		// Kong's convention (jwt, key-auth): with run_on_preflight off, a
+		// CORS preflight passes unauthenticated.
+		if m, err := kong.Request.GetMethod(); err == nil && m == http.MethodOptions {
+			inst.forward(kong, inst.gate.Strip(req), nil)
 			return
 		}
-		q, err := url.ParseQuery(raw)
-		if err != nil {
-			// A pair Go cannot parse (bad escape, ';') might still be read
-			// as a token by the upstream: refuse rather than skip it.
-			logger.Info("request refused: malformed query string", zap.Error(err))
-			exit(kong, badRequest(ReasonMalformedQuery, "The query string is malformed"), inst.realm)
+	}
+	if inst.anonymous != "" {
+		// Kong's multiple-authentication "OR": with anonymous set, a request
+		// another authentication plugin already authenticated is left to it.
+		if cred, err := kong.Client.GetCredential(); err == nil && cred.Id != "" {
+			inst.forward(kong, inst.gate.Strip(req), nil)
 			return
 		}
-		for key := range q {
-			if n, ok := queryLookalike(key, inst.uriParamNames); ok {
-				logger.Info("request refused: query parameter spelled like a token parameter",
-					zap.String("parameter", key), zap.String("token_parameter", n))
-				exit(kong, badRequest(ReasonMalformedQuery, "The query string is ambiguous"), inst.realm)
-				return
-			}
-		}
-		for _, n := range inst.uriParamNames {
-			creds.Query = append(creds.Query, q[n]...)
+	}
+	if inst.needsQuery {
+		// The raw query, parsed by the request layer: kong.request.get_query
+		// stops at its max_args without an error, so a second token could
+		// hide past it.
+		if req.RawQuery, err = kong.Request.GetRawQuery(); err != nil {
+			inst.failed(kong, "kong.request.get_raw_query", err)
+			return
 		}
 	}
-	d := inst.policy.CheckRequest(context.Background(), creds)
-	out := make(map[string][]string, 8)
+	res := inst.gate.Judge(context.Background(), req)
+	set := make(map[string][]string, len(res.Plan.Set)+3)
+	for _, kv := range res.Plan.Set {
+		set[kv[0]] = []string{kv[1]}
+	}
 	switch {
-	case d.Allow:
-		if inst.mapping {
-			if !inst.mapConsumer(kong, &d, out) {
-				return
-			}
+	case res.Allow:
+		if inst.mapping && !inst.mapConsumer(kong, &res.Decision, set) {
+			return
 		}
-		for _, kv := range inst.headers.Values(&d) {
-			out[kv[0]] = []string{kv[1]}
-		}
-		if inst.signer != nil {
-			tok, err := inst.signer.Sign(&d)
-			if err != nil {
-				logger.Error("signing the upstream JWT failed", zap.Error(err))
-				exit(kong, policy.Misconfigured(err), "")
-				return
-			}
-			out[inst.signer.Header()] = []string{tok}
-		}
-	case inst.anonymous != "" && (d.Status == http.StatusUnauthorized || d.Status == http.StatusBadRequest):
-		if !inst.setAnonymous(kong, out) {
+	case inst.anonymous != "" && res.CredentialRefused:
+		if !inst.setAnonymous(kong, set) {
 			return
 		}
 	default:
-		exit(kong, d, inst.realm)
+		exit(kong, res.Response)
 		return
 	}
-	inst.forward(kong, in, out)
+	inst.forward(kong, res.Plan, set)
 }
 
-// forward removes client-supplied copies of every header the plugin owns
-// that it is not setting now, then writes all upstream headers in one call.
-func (inst *Instance) forward(kong *pdk.PDK, in map[string][]string, out map[string][]string) {
-	// in holds every header of the request (access refused the request if
-	// get_headers could have cut it), so only the owned headers the client
-	// sent are cleared, which is rare: the common path makes no call and
-	// allocates nothing here. Keys of out are canonical header names;
-	// inst.strip and the keys of in are lower case.
-	for _, n := range inst.strip {
-		if _, present := in[n]; present {
-			if _, setting := out[textproto.CanonicalMIMEHeaderKey(n)]; !setting {
-				_ = kong.ServiceRequest.ClearHeader(n)
-			}
-		}
+// forward applies the plan to the upstream request: deletions first, then
+// every header set in one call.
+func (inst *Instance) forward(kong *pdk.PDK, plan authz.Plan, set map[string][]string) {
+	for _, k := range plan.Delete {
+		_ = kong.ServiceRequest.ClearHeader(k)
 	}
-	for n := range in {
-		if inst.lookalikes.Match(n) {
-			_ = kong.ServiceRequest.ClearHeader(n)
-		}
-	}
-	if inst.headers.StripAuthorization() {
-		for _, n := range inst.headerNames {
-			if _, present := in[n]; present {
-				_ = kong.ServiceRequest.ClearHeader(n)
-			}
-		}
-	}
-	if len(out) > 0 {
-		if err := kong.ServiceRequest.SetHeaders(out); err != nil {
-			logger.Error("kong.service.request.set_headers failed", zap.Error(err))
-			exit(kong, policy.Misconfigured(err), "")
+	if len(set) > 0 {
+		if err := kong.ServiceRequest.SetHeaders(set); err != nil {
+			inst.failed(kong, "kong.service.request.set_headers", err)
 		}
 	}
 }
 
-var (
-	phpFold        = strings.NewReplacer(" ", "_", ".", "_")
-	phpFoldBracket = strings.NewReplacer(" ", "_", ".", "_", "[", "_")
-)
-
-// queryLookalike reports whether key is not one of names but an upstream
-// may read it as one (returned): PHP's $_GET ends a name at NUL, drops
-// leading spaces, turns ' ', '.' and an unmatched '[' into '_' and reads
-// "name[...]" as name; ASP.NET ignores case. A second token under such a
-// name would reach the upstream unchecked, like X_Client_Id for headers.
-func queryLookalike(key string, names []string) (string, bool) {
-	for _, n := range names {
-		if key == n {
-			return "", false
-		}
-	}
-	k := strings.ToLower(key)
-	if i := strings.IndexByte(k, 0); i >= 0 {
-		k = k[:i]
-	}
-	k = strings.TrimLeft(k, " ")
-	forms := []string{phpFoldBracket.Replace(k)}
-	if i := strings.IndexByte(k, '['); i > 0 {
-		forms = append(forms, phpFold.Replace(k[:i]))
-	}
-	for _, n := range names {
-		fn := phpFold.Replace(strings.ToLower(n))
-		for _, f := range forms {
-			if f == fn {
-				return n, true
-			}
-		}
-	}
-	return "", false
-}
-
-// badRequest is the 400 invalid_request for a request the plugin refuses
-// for its shape, before any token is read.
-func badRequest(reason, message string) policy.Decision {
-	return policy.Decision{Status: http.StatusBadRequest, Error: policy.ErrInvalidRequest, Reason: reason, Message: message}
+// failed answers a request whose PDK call failed: fail closed with a 500.
+func (inst *Instance) failed(kong *pdk.PDK, call string, err error) {
+	logger.Error(call+" failed", zap.Error(err))
+	exit(kong, inst.gate.Refuse(http.StatusInternalServerError, authz.ReasonAdapterFailure, "An unexpected error occurred", err.Error()).Response)
 }
 
 // headerCount counts header lines as get_headers does (each value).
@@ -308,19 +215,13 @@ func headerCount(in map[string][]string) int {
 // as kong.client.load_consumer does) and authenticates it. It returns false
 // when it has answered the request itself.
 func (inst *Instance) mapConsumer(kong *pdk.PDK, d *policy.Decision, out map[string][]string) bool {
-	var key string
-	if inst.consumerClaim == DefaultConsumerClaim {
-		key = d.ClientID()
-	} else if v, ok := d.Claims.Get(inst.consumerClaim); ok {
-		key, _ = v.(string)
-	}
+	key := authz.ClaimString(d, inst.consumerClaim)
 	if key != "" {
 		consumer, err := kong.Client.LoadConsumer(key, true)
 		if err == nil && consumer.Id != "" {
 			cred := client.AuthenticatedCredential{Id: d.ClientID(), ConsumerId: consumer.Id}
 			if err := kong.Client.Authenticate(&consumer, &cred); err != nil {
-				logger.Error("kong.client.authenticate failed", zap.Error(err))
-				exit(kong, policy.Misconfigured(err), "")
+				inst.failed(kong, "kong.client.authenticate", err)
 				return false
 			}
 			consumerHeaders(out, &consumer, d.ClientID())
@@ -337,7 +238,7 @@ func (inst *Instance) mapConsumer(kong *pdk.PDK, d *policy.Decision, out map[str
 	}
 	deny := policy.Decision{Status: http.StatusUnauthorized, Error: policy.ErrInvalidToken,
 		Reason: ReasonNoConsumer, Message: "The client is not registered at this gateway"}
-	exit(kong, deny, inst.realm)
+	exit(kong, authz.Render(&deny, inst.gate.Realm()))
 	return false
 }
 
@@ -347,12 +248,11 @@ func (inst *Instance) setAnonymous(kong *pdk.PDK, out map[string][]string) bool 
 	consumer, err := kong.Client.LoadConsumer(inst.anonymous, true)
 	if err != nil || consumer.Id == "" {
 		logger.Error("the anonymous consumer does not exist", zap.String("anonymous", inst.anonymous), zap.Error(err))
-		exit(kong, policy.Misconfigured(err), "")
+		exit(kong, authz.Misconfigured(err))
 		return false
 	}
 	if err := kong.Client.Authenticate(&consumer, nil); err != nil {
-		logger.Error("kong.client.authenticate failed", zap.Error(err))
-		exit(kong, policy.Misconfigured(err), "")
+		inst.failed(kong, "kong.client.authenticate", err)
 		return false
 	}
 	consumerHeaders(out, &consumer, "")
@@ -373,23 +273,11 @@ func consumerHeaders(out map[string][]string, c *entities.Consumer, credential s
 	}
 }
 
-// exit answers a denied request: RFC 6750 challenge plus Kong's JSON body.
-func exit(kong *pdk.PDK, d policy.Decision, realm string) {
-	h := map[string][]string{"Content-Type": {"application/json; charset=utf-8"}}
-	if d.Status == http.StatusUnauthorized || d.Status == http.StatusForbidden || d.Status == http.StatusBadRequest {
-		h["WWW-Authenticate"] = []string{d.WWWAuthenticate(realm)}
+// exit answers a denied request with the response the request layer rendered.
+func exit(kong *pdk.PDK, r authz.Response) {
+	h := make(map[string][]string, len(r.Header))
+	for _, kv := range r.Header {
+		h[kv[0]] = []string{kv[1]}
 	}
-	kong.Response.Exit(d.Status, d.Body(), h)
-}
-
-// cookieValues returns the values of the named cookies, parsed by net/http
-// (which skips malformed cookies and unquotes values).
-func cookieValues(headers []string, names []string) []string {
-	var out []string
-	for _, c := range (&http.Request{Header: http.Header{"Cookie": headers}}).Cookies() {
-		if contains(names, c.Name) {
-			out = append(out, c.Value)
-		}
-	}
-	return out
+	kong.Response.Exit(r.Status, r.Body, h)
 }

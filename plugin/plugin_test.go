@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"testing"
 
@@ -90,16 +91,9 @@ func TestCompileNamesFields(t *testing.T) {
 		`,"header_names":["X-Client-Id"]`: "header_names",
 	} {
 		_, err := Compile(cfgFor(t, idp, extra), policy.Deps{Keys: keys})
-		ce, ok := err.(*policy.ConfigError)
-		if !ok || ce.Field != field {
+		var ce *policy.ConfigError
+		if !errors.As(err, &ce) || ce.Field != field {
 			t.Errorf("%s: err %v, want field %s", extra, err, field)
 		}
-	}
-}
-
-func TestCookieValues(t *testing.T) {
-	got := cookieValues([]string{`a=1; token=abc.def; b=2`, `token="q"`}, []string{"token"})
-	if len(got) != 2 || got[0] != "abc.def" || got[1] != "q" {
-		t.Fatalf("%v", got)
 	}
 }

@@ -79,8 +79,17 @@ func TestConfigCoversPolicy(t *testing.T) {
 		}
 	}
 	pt := reflect.TypeOf(policy.Config{})
-	for i := 0; i < pt.NumField(); i++ {
-		tag := pt.Field(i).Tag.Get("json")
+	var leaves []reflect.StructField // the engine's fields, Requirements flattened
+	for _, f := range reflect.VisibleFields(pt) {
+		if !f.Anonymous {
+			leaves = append(leaves, f)
+		}
+	}
+	if len(leaves) < 15 {
+		t.Fatalf("only %d engine fields found", len(leaves))
+	}
+	for _, lf := range leaves {
+		tag := lf.Tag.Get("json")
 		f, ok := byTag[tag]
 		if !ok {
 			t.Errorf("plugin Config lacks the engine field %q", tag)
@@ -89,9 +98,9 @@ func TestConfigCoversPolicy(t *testing.T) {
 		setNonZero(f)
 	}
 	got := reflect.ValueOf(c.PolicyConfig())
-	for i := 0; i < pt.NumField(); i++ {
-		if got.Field(i).IsZero() {
-			t.Errorf("PolicyConfig does not carry %q", pt.Field(i).Tag.Get("json"))
+	for _, lf := range leaves {
+		if got.FieldByIndex(lf.Index).IsZero() {
+			t.Errorf("PolicyConfig does not carry %q", lf.Tag.Get("json"))
 		}
 	}
 }

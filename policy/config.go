@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -19,10 +20,12 @@ const (
 	TypeATJWT             = "at+jwt" // RFC 9068: the "typ" header of access tokens
 )
 
-// Config is the engine's raw configuration, as operators write it (Kong
-// plugin config, sidecar YAML). Field names follow Kong's snake_case. Zero
-// values mean "default"; Compile validates and applies defaults.
-type Config struct {
+// Requirements are what a token must carry to be accepted: who issued it,
+// for whom, which client sent it and what it may do. They are the fields a
+// sidecar route may override (a route's field replaces the shared one when
+// set) and, flattened, part of the Kong plugin's configuration. A new claim
+// check adds its field here and its rule in compileRules and claimRules.
+type Requirements struct {
 	// Issuers trusted, each with where its keys come from. Required.
 	Issuers []Issuer `json:"issuers"`
 	// Audiences: the token's "aud" must contain at least one. Required.
@@ -30,8 +33,6 @@ type Config struct {
 	// AllowedClients, when set, is an allow-list of client ids (the "azp"
 	// claim, else "client_id").
 	AllowedClients []string `json:"allowed_clients"`
-	// Algorithms allowed (default ["RS256"]); HMAC and "none" are never allowed.
-	Algorithms []string `json:"algorithms"`
 	// TokenTypes accepted: "Bearer" (Keycloak's "typ" claim) and/or "at+jwt"
 	// (RFC 9068 header typ). Default both.
 	TokenTypes []string `json:"token_types"`
@@ -44,6 +45,16 @@ type Config struct {
 	// ClientRolesRequired as "client:role" from resource_access.<client>.roles.
 	ClientRolesRequired []string `json:"client_roles_required"`
 	ClientRolesMatch    string   `json:"client_roles_match"`
+}
+
+// Config is the engine's raw configuration, as operators write it (Kong
+// plugin config, sidecar YAML). Field names follow Kong's snake_case. Zero
+// values mean "default"; Compile validates and applies defaults.
+type Config struct {
+	// Requirements are flattened into Config by encoding/json (and YAML).
+	Requirements
+	// Algorithms allowed (default ["RS256"]); HMAC and "none" are never allowed.
+	Algorithms []string `json:"algorithms"`
 	// LeewaySeconds tolerated on exp/nbf/iat (default 60; 0 allowed).
 	LeewaySeconds *int `json:"leeway_seconds"`
 	// MaxTokenBytes refuses longer tokens before any parsing (default 8192).
@@ -162,7 +173,8 @@ func nonEmpty(field string, list []string) ([]string, error) {
 	return out, nil
 }
 
-// Validate compiles nothing but reports the first configuration error.
+// Validate compiles nothing but reports every configuration error (joined
+// with errors.Join, each a *ConfigError naming its field).
 func (c Config) Validate() error {
 	_, err := c.compileRules()
 	return err
@@ -192,8 +204,11 @@ type clientRole struct{ client, role string }
 // a tiny interval.
 const maxJWKSSeconds = 365 * 24 * 3600
 
-// check validates the ranges of the JWKS settings, naming the field.
-func (j JWKSConfig) check() error {
+// check validates the JWKS settings in the operator's terms: each field by
+// its own name and unit, and the relation between min and max TTL after the
+// defaults apply. jwks.Config.Validate then has nothing left to refuse.
+func (j JWKSConfig) check() []error {
+	var errs []error
 	for _, f := range []struct {
 		name string
 		v    int
@@ -206,54 +221,87 @@ func (j JWKSConfig) check() error {
 		{"fetch_timeout_seconds", j.FetchTimeoutSeconds},
 	} {
 		if f.v < 0 || f.v > maxJWKSSeconds {
-			return cfgErr("jwks."+f.name, "must be between 0 (default) and %d, got %d", maxJWKSSeconds, f.v)
+			errs = append(errs, cfgErr("jwks."+f.name, "must be between 0 (default) and %d, got %d", maxJWKSSeconds, f.v))
 		}
 	}
 	if j.MaxResponseBytes < 0 {
-		return cfgErr("jwks.max_response_bytes", "must not be negative, got %d", j.MaxResponseBytes)
+		errs = append(errs, cfgErr("jwks.max_response_bytes", "must not be negative, got %d", j.MaxResponseBytes))
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	orDef := func(v int, def time.Duration) int {
+		if v == 0 {
+			return int(def / time.Second)
+		}
+		return v
+	}
+	minTTL, maxTTL := orDef(j.MinTTLSeconds, jwks.DefaultMinTTL), orDef(j.MaxTTLSeconds, jwks.DefaultMaxTTL)
+	if minTTL > maxTTL {
+		note := func(set int) string {
+			if set == 0 {
+				return ", the default"
+			}
+			return ""
+		}
+		field := "jwks.min_ttl_seconds"
+		if j.MinTTLSeconds == 0 {
+			field = "jwks.max_ttl_seconds"
+		}
+		return []error{cfgErr(field, "jwks.min_ttl_seconds (%d%s) is greater than jwks.max_ttl_seconds (%d%s)",
+			minTTL, note(j.MinTTLSeconds), maxTTL, note(j.MaxTTLSeconds))}
 	}
 	return nil
 }
 
+// compileRules compiles the key-independent rules, collecting every error.
 func (c Config) compileRules() (*rules, error) {
-	r := &rules{}
-	if err := c.JWKS.check(); err != nil {
-		return nil, err
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
+	r := &rules{}
+	errs = append(errs, c.JWKS.check()...)
+	jwksOK := len(errs) == 0
 	if len(c.Issuers) == 0 {
-		return nil, cfgErr("issuers", "at least one trusted issuer is required")
+		add(cfgErr("issuers", "at least one trusted issuer is required"))
 	}
 	seen := map[string]bool{}
 	for i, is := range c.Issuers {
 		field := fmt.Sprintf("issuers[%d]", i)
 		iss := strings.TrimSpace(is.Issuer)
 		if iss == "" {
-			return nil, cfgErr(field+".issuer", "is required (the exact iss claim of the realm's tokens)")
+			add(cfgErr(field+".issuer", "is required (the exact iss claim of the realm's tokens)"))
+			continue
 		}
 		if seen[iss] {
-			return nil, cfgErr(field+".issuer", "%q is listed twice", iss)
+			add(cfgErr(field+".issuer", "%q is listed twice", iss))
+			continue
 		}
 		seen[iss] = true
 		spec := jwks.Spec{Issuer: iss, DiscoveryURL: is.DiscoveryURL, JWKSURI: is.JWKSURI, Config: c.JWKS.toJWKS()}
+		if !jwksOK {
+			spec.Config = jwks.Config{} // already reported in the operator's terms
+		}
 		if err := spec.Validate(); err != nil {
-			return nil, cfgErr(field, "%s", strings.TrimPrefix(err.Error(), jwks.ErrInvalidSpec.Error()+": "))
+			add(cfgErr(field, "%s", strings.TrimPrefix(err.Error(), jwks.ErrInvalidSpec.Error()+": ")))
+			continue
 		}
 		r.issuers = append(r.issuers, spec)
 	}
 	var err error
-	if r.audiences, err = nonEmpty("audiences", c.Audiences); err != nil {
-		return nil, err
+	r.audiences, err = nonEmpty("audiences", c.Audiences)
+	add(err)
+	if err == nil && len(r.audiences) == 0 {
+		add(cfgErr("audiences", "at least one audience is required; Keycloak adds the API to \"aud\" "+
+			"only with an Audience mapper (client scope) — see the README"))
 	}
-	if len(r.audiences) == 0 {
-		return nil, cfgErr("audiences", "at least one audience is required; Keycloak adds the API to \"aud\" "+
-			"only with an Audience mapper (client scope) — see the README")
-	}
-	if r.clients, err = nonEmpty("allowed_clients", c.AllowedClients); err != nil {
-		return nil, err
-	}
-	if r.algs, err = nonEmpty("algorithms", c.Algorithms); err != nil {
-		return nil, err
-	}
+	r.clients, err = nonEmpty("allowed_clients", c.AllowedClients)
+	add(err)
+	r.algs, err = nonEmpty("algorithms", c.Algorithms)
+	add(err)
 	if len(r.algs) == 0 {
 		r.algs = []string{"RS256"}
 	}
@@ -266,13 +314,11 @@ func (c Config) compileRules() (*rules, error) {
 			if strings.HasPrefix(strings.ToUpper(a), "HS") || strings.EqualFold(a, "none") {
 				why = "never allowed (a shared secret or no signature cannot authenticate a realm's token)"
 			}
-			return nil, cfgErr(fmt.Sprintf("algorithms[%d]", i), "%q is %s; choose from %v", a, why, supportedAlgs)
+			add(cfgErr(fmt.Sprintf("algorithms[%d]", i), "%q is %s; choose from %v", a, why, supportedAlgs))
 		}
 	}
 	types, err := nonEmpty("token_types", c.TokenTypes)
-	if err != nil {
-		return nil, err
-	}
+	add(err)
 	if len(types) == 0 {
 		types = []string{TypeBearer, TypeATJWT}
 	}
@@ -283,60 +329,57 @@ func (c Config) compileRules() (*rules, error) {
 		case strings.EqualFold(t, TypeATJWT):
 			r.acceptATJWT = true
 		default:
-			return nil, cfgErr(fmt.Sprintf("token_types[%d]", i), "must be %q or %q, got %q", TypeBearer, TypeATJWT, t)
+			add(cfgErr(fmt.Sprintf("token_types[%d]", i), "must be %q or %q, got %q", TypeBearer, TypeATJWT, t))
 		}
 	}
-	if r.scopes.values, err = nonEmpty("scopes_required", c.ScopesRequired); err != nil {
-		return nil, err
-	}
+	r.scopes.values, err = nonEmpty("scopes_required", c.ScopesRequired)
+	add(err)
 	for i, s := range r.scopes.values {
 		if strings.ContainsAny(s, " \t\"\\") {
-			return nil, cfgErr(fmt.Sprintf("scopes_required[%d]", i), "%q: a scope has no spaces, quotes or backslashes", s)
+			add(cfgErr(fmt.Sprintf("scopes_required[%d]", i), "%q: a scope has no spaces, quotes or backslashes", s))
 		}
 	}
-	if r.scopes.any, err = compileMatch("scopes_match", c.ScopesMatch); err != nil {
-		return nil, err
-	}
-	if r.realmRoles.values, err = nonEmpty("realm_roles_required", c.RealmRolesRequired); err != nil {
-		return nil, err
-	}
-	if r.realmRoles.any, err = compileMatch("realm_roles_match", c.RealmRolesMatch); err != nil {
-		return nil, err
-	}
+	r.scopes.any, err = compileMatch("scopes_match", c.ScopesMatch)
+	add(err)
+	r.realmRoles.values, err = nonEmpty("realm_roles_required", c.RealmRolesRequired)
+	add(err)
+	r.realmRoles.any, err = compileMatch("realm_roles_match", c.RealmRolesMatch)
+	add(err)
 	crs, err := nonEmpty("client_roles_required", c.ClientRolesRequired)
-	if err != nil {
-		return nil, err
-	}
+	add(err)
 	for i, cr := range crs {
 		client, role, ok := strings.Cut(cr, ":")
 		if !ok || client == "" || role == "" {
-			return nil, cfgErr(fmt.Sprintf("client_roles_required[%d]", i), "%q must be written client:role", cr)
+			add(cfgErr(fmt.Sprintf("client_roles_required[%d]", i), "%q must be written client:role", cr))
+			continue
 		}
 		r.clientRoles = append(r.clientRoles, clientRole{client, role})
 	}
-	if r.clientAny, err = compileMatch("client_roles_match", c.ClientRolesMatch); err != nil {
-		return nil, err
-	}
+	r.clientAny, err = compileMatch("client_roles_match", c.ClientRolesMatch)
+	add(err)
 	r.leeway = DefaultLeewaySeconds
 	if c.LeewaySeconds != nil {
 		if *c.LeewaySeconds < 0 || *c.LeewaySeconds > 3600 {
-			return nil, cfgErr("leeway_seconds", "must be between 0 and 3600, got %d", *c.LeewaySeconds)
+			add(cfgErr("leeway_seconds", "must be between 0 and 3600, got %d", *c.LeewaySeconds))
 		}
 		r.leeway = int64(*c.LeewaySeconds)
 	}
 	r.maxBytes = DefaultMaxTokenBytes
 	if c.MaxTokenBytes != 0 {
 		if c.MaxTokenBytes < 256 || c.MaxTokenBytes > 1<<20 {
-			return nil, cfgErr("max_token_bytes", "must be between 256 and 1048576, got %d", c.MaxTokenBytes)
+			add(cfgErr("max_token_bytes", "must be between 256 and 1048576, got %d", c.MaxTokenBytes))
 		}
 		r.maxBytes = c.MaxTokenBytes
 	}
 	r.cacheSize = DefaultTokenCacheSize
 	if c.TokenCacheSize != nil {
 		if *c.TokenCacheSize < 0 || *c.TokenCacheSize > 10_000_000 {
-			return nil, cfgErr("token_cache_size", "must be between 0 and 10000000, got %d", *c.TokenCacheSize)
+			add(cfgErr("token_cache_size", "must be between 0 and 10000000, got %d", *c.TokenCacheSize))
 		}
 		r.cacheSize = *c.TokenCacheSize
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return r, nil
 }

@@ -59,9 +59,8 @@ func newEnv(t testing.TB, alg string) *env {
 
 func (e *env) config() Config {
 	return Config{
-		Issuers:    []Issuer{{Issuer: e.idp.Issuer()}},
-		Audiences:  []string{"orders-api"},
-		Algorithms: []string{"RS256", "RS384", "PS256", "ES256", "EdDSA"},
+		Requirements: Requirements{Issuers: []Issuer{{Issuer: e.idp.Issuer()}}, Audiences: []string{"orders-api"}},
+		Algorithms:   []string{"RS256", "RS384", "PS256", "ES256", "EdDSA"},
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -402,11 +403,39 @@ func TestCompileErrors(t *testing.T) {
 }
 
 func asConfigError(err error, target **ConfigError) bool {
-	ce, ok := err.(*ConfigError)
-	if ok {
-		*target = ce
+	return errors.As(err, target)
+}
+
+// TestCompileReportsEveryError: one Compile names every wrong field, and the
+// JWKS settings are reported in the operator's field names and unit.
+func TestCompileReportsEveryError(t *testing.T) {
+	e := newEnv(t, "RS256")
+	cfg := e.config()
+	cfg.Audiences = nil
+	cfg.ScopesMatch = "some"
+	cfg.Algorithms = []string{"HS256"}
+	cfg.JWKS.MinTTLSeconds, cfg.JWKS.MaxTTLSeconds = 7200, 3600
+	_, err := Compile(cfg, Deps{Keys: e.keys})
+	if err == nil {
+		t.Fatal("no error")
 	}
-	return ok
+	msg := err.Error()
+	for _, want := range []string{"audiences:", "scopes_match:", "algorithms[0]:",
+		"jwks.min_ttl_seconds: jwks.min_ttl_seconds (7200) is greater than jwks.max_ttl_seconds (3600)"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q lacks %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "2h0m0s") || strings.Contains(msg, "jwks.min_ttl ") {
+		t.Errorf("error %q speaks in durations, not the operator's seconds", msg)
+	}
+	// Only max_ttl set, below the default min_ttl (60 s).
+	cfg = e.config()
+	cfg.JWKS.MaxTTLSeconds = 30
+	if _, err := Compile(cfg, Deps{Keys: e.keys}); err == nil ||
+		err.Error() != "jwks.max_ttl_seconds: jwks.min_ttl_seconds (60, the default) is greater than jwks.max_ttl_seconds (30)" {
+		t.Errorf("max_ttl below the default min_ttl: %v", err)
+	}
 }
 
 func TestMisconfiguredFailsClosed(t *testing.T) {

@@ -21,7 +21,7 @@ func (s *Server) newAdminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
-	sg := s.c.signer
+	sg := s.c.gate.Signer()
 	if sg == nil {
 		return mux
 	}

@@ -6,14 +6,13 @@ import (
 	"net"
 	"net/textproto"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
 	"go.uber.org/zap/zapcore"
 
+	"github.com/keycloak-jwt/keycloak-jwt/authz"
 	"github.com/keycloak-jwt/keycloak-jwt/policy"
-	"github.com/keycloak-jwt/keycloak-jwt/upstream"
 )
 
 // compiled is a validated Config with every default applied, ready to serve.
@@ -33,16 +32,9 @@ type compiled struct {
 	uriHeaders    []string // canonical
 	methodHeaders []string // canonical
 
-	realm    string
-	routes   *routeTable
-	policies []*compiledPolicy // distinct policies, in route order
-
-	headers *upstream.Headers
-	signer  *upstream.Signer // nil when disabled
-	strip   []string         // removed from every forwarded request
-	// lookalikes matches X_Client_Id-style spellings of strip, which
-	// CGI/WSGI/Rack upstreams read as the real headers.
-	lookalikes upstream.Lookalikes
+	// gate judges every request: routes, token sources, the engine, the
+	// output plan and the rendered denials.
+	gate *authz.Gate
 
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
@@ -55,18 +47,12 @@ type compiled struct {
 	logFormat string
 }
 
-// compiledPolicy is one distinct policy and the routes that use it.
-type compiledPolicy struct {
-	p      *policy.Policy
-	routes []string // route names
-}
-
 // compile validates c and builds everything the server needs. Every section
 // is checked, and every problem found is returned (errors.Join), each naming
 // its field. Policies register their key sources in deps.Keys without
 // fetching.
 func compile(c *Config, deps policy.Deps, clock func() time.Time) (*compiled, error) {
-	out := &compiled{realm: c.Realm}
+	out := &compiled{}
 	var errs []error
 	add := func(err error) {
 		if err != nil {
@@ -78,8 +64,7 @@ func compile(c *Config, deps policy.Deps, clock func() time.Time) (*compiled, er
 	add(out.compileForwardAuth(c.ForwardAuth))
 	add(out.compileServer(c.Server))
 	add(out.compileLog(c.Log))
-	add(out.compileRoutes(c, deps))
-	add(out.compileOutputs(c, clock))
+	add(out.compileGate(c, deps, clock))
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -149,7 +134,7 @@ func (o *compiled) compileForwardAuth(f ForwardAuthConfig) error {
 		errs = append(errs, cfgErr("forward_auth.enabled", "is false and upstream.url is empty: the sidecar would have nothing to serve"))
 	}
 	o.fwdPath = orDefault(f.Path, DefaultForwardAuthPath)
-	if err := checkPrefix(o.fwdPath); err != nil {
+	if err := authz.CheckPrefix(o.fwdPath); err != nil {
 		errs = append(errs, cfgErr("forward_auth.path", "%v", err))
 	} else if o.fwdPath == "/" || strings.HasSuffix(o.fwdPath, "/") {
 		errs = append(errs, cfgErr("forward_auth.path", "%q must not be \"/\" nor end with \"/\" (e.g. \"/auth\")", o.fwdPath))
@@ -164,15 +149,16 @@ func (o *compiled) compileForwardAuth(f ForwardAuthConfig) error {
 	return errors.Join(errs...)
 }
 
-// headerList validates header names, or returns def when names is empty.
+// headerList validates header names, or returns def when names is nil
+// (omitted); an empty list stays empty.
 func headerList(field string, names, def []string) ([]string, error) {
-	if len(names) == 0 {
+	if names == nil {
 		names = def
 	}
 	out := make([]string, 0, len(names))
 	for i, n := range names {
 		n = strings.TrimSpace(n)
-		if n == "" || !validMethod(n) { // a header name is a token, like a method
+		if n == "" || !authz.ValidMethod(n) { // a header name is a token, like a method
 			return nil, cfgErr(fmt.Sprintf("%s[%d]", field, i), "%q is not a header name", names[i])
 		}
 		out = append(out, textproto.CanonicalMIMEHeaderKey(n))
@@ -220,57 +206,30 @@ func (o *compiled) compileLog(l LogConfig) error {
 	return errors.Join(errs...)
 }
 
-// prefixField puts section in front of a ConfigError's field.
-func prefixField(section string, err error) error {
-	var ce *policy.ConfigError
-	if errors.As(err, &ce) {
-		return &policy.ConfigError{Field: section + "." + ce.Field, Msg: ce.Msg}
-	}
-	return fmt.Errorf("%s: %w", section, err)
+func cfgErr(field, format string, a ...any) error {
+	return &policy.ConfigError{Field: field, Msg: fmt.Sprintf(format, a...)}
 }
 
-// compileOutputs compiles the identity headers and the upstream JWT signer,
-// and the list of headers removed from every forwarded request.
-func (o *compiled) compileOutputs(c *Config, clock func() time.Time) error {
-	var errs []error
-	h, err := upstream.CompileHeaders(c.UpstreamHeaders)
+// compileGate compiles the request layer: routes over the shared policy,
+// token sources, identity headers and the upstream JWT signer.
+func (o *compiled) compileGate(c *Config, deps policy.Deps, clock func() time.Time) error {
+	deps.Clock = clock
+	if deps.Clock == nil {
+		deps.Clock = time.Now
+	}
+	g, err := authz.Compile(authz.Spec{Config: c.Config, Policy: c.Policy, Routes: c.Routes,
+		Headers: c.UpstreamHeaders, JWT: c.UpstreamJWT},
+		authz.Options{Deps: deps, PolicyField: "policy", Owned: []string{RequestIDHeader}})
 	if err != nil {
-		errs = append(errs, err)
-	}
-	s, err := upstream.NewSigner(c.UpstreamJWT, clock)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	if err := h.CheckSigner(s); err != nil {
 		return err
 	}
-	if s != nil {
+	if s := g.Signer(); s != nil {
 		switch p := s.JWKSPath(); p {
 		case "/healthz", "/readyz", "/metrics":
 			return cfgErr("upstream_jwt.jwks_path", "%q is already served by the admin listener", p)
 		}
 	}
-	o.headers, o.signer = h, s
-	o.strip = h.Names()
-	if s != nil {
-		o.strip = append(o.strip, s.Header())
-	}
-	// Also the headers the proxy sets itself: X_Forwarded_For would be read
-	// as X-Forwarded-For by a CGI-style upstream.
-	o.lookalikes = upstream.NewLookalikes(append(slices.Clone(o.strip),
-		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", RequestIDHeader))
-	for _, name := range o.strip {
-		if name == RequestIDHeader {
-			field := "upstream_headers"
-			if s != nil && name == s.Header() {
-				field = "upstream_jwt.header"
-			}
-			return cfgErr(field, "%s is set by the sidecar itself (the request id)", RequestIDHeader)
-		}
-	}
+	o.gate = g
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"github.com/keycloak-jwt/keycloak-jwt/authz"
 	"github.com/keycloak-jwt/keycloak-jwt/policy"
 	"github.com/keycloak-jwt/keycloak-jwt/upstream"
 )
@@ -52,9 +53,13 @@ type Config struct {
 	// ForwardAuth is the endpoint for nginx auth_request, Traefik
 	// ForwardAuth and Envoy ext_authz (HTTP).
 	ForwardAuth ForwardAuthConfig `json:"forward_auth"`
-	// Realm is the realm parameter of WWW-Authenticate challenges (the
-	// protection space, e.g. "orders-api"). Default: no realm parameter.
-	Realm string `json:"realm"`
+	// Config holds the request layer's fields, flat at the top level:
+	// realm (the realm parameter of WWW-Authenticate challenges, e.g.
+	// "orders-api"; default none), header_names (default
+	// ["Authorization"]), uri_param_names, cookie_names (token sources;
+	// default none) and method_override. The fields are those of
+	// authz.Config.
+	authz.Config
 	// Policy holds the token rules shared by every route: issuers (with
 	// where their keys come from), audiences, algorithms, leeway, JWKS
 	// settings, and the default requirements (scopes, roles, clients) that
@@ -63,7 +68,10 @@ type Config struct {
 	// KJ_ISSUER_URL, KJ_DISCOVERY_URL, KJ_JWKS_URI.
 	Policy policy.Config `json:"policy"`
 	// Routes are the rules by path prefix and method. Omitted: one rule for
-	// "/" that requires what Policy requires. See Route for the matching.
+	// "/" that requires what Policy requires. See authz.Route for the
+	// matching; a route may set any of the requirement fields (issuers,
+	// audiences, allowed_clients, token_types, scopes_*, realm_roles_*,
+	// client_roles_*).
 	Routes []Route `json:"routes"`
 	// UpstreamHeaders configures the identity headers set for allowed
 	// requests (client id, subject, scopes, roles, claim headers) and
@@ -124,48 +132,16 @@ type ForwardAuthConfig struct {
 	// List only the one your proxy sets.
 	URIHeaders []string `json:"uri_headers"`
 	// MethodHeaders name the request headers that may carry the original
-	// method. Default ["X-Forwarded-Method", "X-Original-Method"]; without
-	// any, the request's own method is used. Conflicting values are refused.
+	// method. Default (omitted) ["X-Forwarded-Method", "X-Original-Method"];
+	// [] means none: the request's own method is used. Conflicting values
+	// are refused, and so is a value that disagrees with the request's own
+	// method when the request itself carries the original path (Envoy).
 	MethodHeaders []string `json:"method_headers"`
 }
 
-// Route is one access rule. A request is matched in two steps: first the
-// longest prefix that matches its path (whole segments: "/orders" matches
-// "/orders" and "/orders/1", not "/ordersX"; "/" matches everything), then,
-// among the rules of that prefix, the one listing the method (a rule without
-// methods takes the rest). A request for which no rule is found is denied
-// with 403 "No route allows this request" (fail closed; add a rule for "/"
-// to change that). Requirements not set on a route are inherited from
-// policy; a route may set [] to require nothing of that kind.
-type Route struct {
-	// Prefix is the path prefix, starting with "/". Required. Case-sensitive.
-	Prefix string `json:"prefix"`
-	// Methods this rule applies to, e.g. ["GET"]. Empty: every method not
-	// claimed by another rule of the same prefix. A rule for GET also
-	// applies to HEAD unless a rule of the prefix lists HEAD.
-	Methods []string `json:"methods"`
-	// Public lets requests through without a token (e.g. the upstream's
-	// health endpoint). No identity headers are set; requirements must not
-	// be set on a public route.
-	Public bool `json:"public"`
-	// Audiences replaces policy.audiences for this route.
-	Audiences []string `json:"audiences"`
-	// AllowedClients replaces policy.allowed_clients for this route.
-	AllowedClients []string `json:"allowed_clients"`
-	// ScopesRequired replaces policy.scopes_required; ScopesMatch ("all",
-	// "any") replaces policy.scopes_match.
-	ScopesRequired []string `json:"scopes_required"`
-	ScopesMatch    string   `json:"scopes_match"`
-	// RealmRolesRequired replaces policy.realm_roles_required;
-	// RealmRolesMatch replaces policy.realm_roles_match.
-	RealmRolesRequired []string `json:"realm_roles_required"`
-	RealmRolesMatch    string   `json:"realm_roles_match"`
-	// ClientRolesRequired ("client:role") replaces
-	// policy.client_roles_required; ClientRolesMatch replaces
-	// policy.client_roles_match.
-	ClientRolesRequired []string `json:"client_roles_required"`
-	ClientRolesMatch    string   `json:"client_roles_match"`
-}
+// Route is one access rule: a path prefix, methods, and the requirements
+// that replace the shared policy's. The fields are those of authz.Route.
+type Route = authz.Route
 
 // ServerConfig holds the listeners' limits.
 type ServerConfig struct {

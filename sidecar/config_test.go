@@ -43,9 +43,8 @@ func TestDefaults(t *testing.T) {
 		{"shutdown timeout", c.shutdownTimeout, 30 * time.Second},
 		{"max header bytes", c.maxHeaderBytes, 65536},
 		{"log format", c.logFormat, "json"},
-		{"one default route", len(c.routes.groups), 1},
-		{"default route is /", c.routes.groups[0].any.name, "* /"},
-		{"identity headers stripped", strings.Join(c.strip, ","), "X-Client-Id,X-Client-Subject,X-Client-Scopes,X-Client-Roles"},
+		{"one policy for the default route", len(c.gate.Policies()), 1},
+		{"default route is /", strings.Join(c.gate.Policies()[0].Routes, ","), "* /"},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {

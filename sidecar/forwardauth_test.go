@@ -40,7 +40,8 @@ func TestForwardAuth(t *testing.T) {
 		{"envoy with path_prefix", "POST", "/auth/orders/1", http.Header{"Authorization": {bearer(orders)}}, 200, "", true},
 		{"envoy without path_prefix", "POST", "/orders/1", http.Header{"Authorization": {bearer(reports)}}, 403, `error="insufficient_scope"`, false},
 		{"envoy root", "GET", "/orders", http.Header{"Authorization": {bearer(reports)}}, 200, "", true},
-		{"agreeing sources", "GET", "/auth/orders", http.Header{"X-Forwarded-Uri": {"/orders"}, "X-Original-Uri": {"/orders?x"}, "Authorization": {bearer(reports)}}, 200, "", true},
+		{"agreeing sources", "GET", "/auth/orders", http.Header{"X-Forwarded-Uri": {"/orders?x"}, "X-Original-Uri": {"/%6frders?x"}, "Authorization": {bearer(reports)}}, 200, "", true},
+		{"queries disagree", "GET", "/auth", http.Header{"X-Forwarded-Uri": {"/orders?access_token=x"}, "X-Original-Uri": {"/orders"}, "Authorization": {bearer(reports)}}, 400, "-", false},
 		{"injected URI conflicts", "GET", "/auth", http.Header{"X-Forwarded-Uri": {"/healthz"}, "X-Original-Uri": {"/orders"}}, 400, "-", false},
 		{"injected method conflicts", "GET", "/auth", http.Header{"X-Forwarded-Method": {"GET"}, "X-Original-Method": {"POST"}, "X-Original-Uri": {"/orders"}, "Authorization": {bearer(reports)}}, 400, "-", false},
 		{"URI header vs path conflict", "GET", "/auth/orders", http.Header{"X-Forwarded-Uri": {"/healthz"}}, 400, "-", false},
@@ -112,6 +113,11 @@ func TestOriginalRequest(t *testing.T) {
 		wantMethod, wantPath string
 		wantErr              string
 	}{
+		// The request carries the original path (Envoy): its own method is
+		// the original one, and a method header may not contradict it.
+		{"envoy prefix, method header disagrees", "POST", "/auth/orders", http.Header{"X-Forwarded-Method": {"GET"}}, "", "", "carries the original path"},
+		{"envoy no prefix, method header disagrees", "POST", "/orders", http.Header{"X-Original-Method": {"GET"}}, "", "", "carries the original path"},
+		{"envoy, method header agrees", "POST", "/orders", http.Header{"X-Original-Method": {"POST"}}, "POST", "/orders", ""},
 		{"traefik", "GET", "/auth", http.Header{"X-Forwarded-Method": {"PUT"}, "X-Forwarded-Uri": {"/a/b?c=d"}}, "PUT", "/a/b", ""},
 		{"nginx", "HEAD", "/auth", http.Header{"X-Original-Uri": {"/a%20b"}}, "HEAD", "/a b", ""},
 		{"envoy prefix", "DELETE", "/auth/x/y", nil, "DELETE", "/x/y", ""},
@@ -132,16 +138,35 @@ func TestOriginalRequest(t *testing.T) {
 			if r.Header == nil {
 				r.Header = http.Header{}
 			}
-			m, p, err := s.originalRequest(r)
+			req, err := s.originalRequest(r)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want %q", err, tc.wantErr)
 				}
 				return
 			}
-			if err != nil || m != tc.wantMethod || p != tc.wantPath {
-				t.Fatalf("got %q %q %v, want %q %q", m, p, err, tc.wantMethod, tc.wantPath)
+			if err != nil || req.Method != tc.wantMethod || req.Path != tc.wantPath || !req.CannotStrip {
+				t.Fatalf("got %+v %v, want %q %q", req, err, tc.wantMethod, tc.wantPath)
 			}
 		})
+	}
+	// The original query comes from the URI header, or from the request
+	// itself when it carries the original path.
+	r := httptest.NewRequest("GET", "http://sidecar/auth?x=1", nil)
+	r.Header.Set("X-Forwarded-Uri", "/a/b?access_token=t&c=d#f")
+	if req, err := s.originalRequest(r); err != nil || req.RawQuery != "access_token=t&c=d" {
+		t.Errorf("query from the URI header: %+v %v", req, err)
+	}
+	r = httptest.NewRequest("GET", "http://sidecar/auth/a?q=2", nil)
+	if req, err := s.originalRequest(r); err != nil || req.RawQuery != "q=2" {
+		t.Errorf("query of an Envoy request: %+v %v", req, err)
+	}
+	// method_headers: [] means none: a method header is not read at all.
+	none := &Server{c: &compiled{fwdEnabled: true, fwdPath: "/auth", uriHeaders: DefaultURIHeaders, methodHeaders: []string{}}}
+	r = httptest.NewRequest("POST", "http://sidecar/auth", nil)
+	r.Header.Set("X-Forwarded-Method", "GET")
+	r.Header.Set("X-Forwarded-Uri", "/orders")
+	if req, err := none.originalRequest(r); err != nil || req.Method != "POST" {
+		t.Errorf("method_headers []: %+v %v", req, err)
 	}
 }

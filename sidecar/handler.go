@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"context"
 	"net"
 	"net/http"
 	"time"
@@ -9,6 +8,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/keycloak-jwt/keycloak-jwt/authz"
 	"github.com/keycloak-jwt/keycloak-jwt/policy"
 )
 
@@ -53,62 +53,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.serveProxy(rec, r, ev)
 }
 
-// authorize decides on a request to method and path with the credentials in
-// hdr: it returns the allowed decision, or nil for a public route, or the
-// deny decision.
-func (s *Server) authorize(ctx context.Context, hdr http.Header, method, path string, ev *event) (allowed, denied *policy.Decision) {
-	ev.method, ev.path = method, path
-	if err := checkPath(path); err != nil {
-		return nil, sidecarDeny(http.StatusBadRequest, ReasonBadPath, "The request path is not in canonical form", err.Error())
-	}
-	// Methods are case-sensitive, but upstreams disagree: Django runs
-	// "delete" as DELETE, Go and Spring as an unknown method. Refused rather
-	// than guessed, like a non-canonical path.
-	if hasLower(method) {
-		return nil, sidecarDeny(http.StatusBadRequest, ReasonBadMethod, "The request method must be upper case",
-			"method "+method+" is not upper case")
-	}
-	rt := s.c.routes.match(method, path)
-	if rt == nil {
-		return nil, sidecarDeny(http.StatusForbidden, ReasonNoRoute, "No route allows this request",
-			"no route rule covers "+method+" "+path)
-	}
-	ev.route = rt.name
-	if rt.public {
-		return nil, nil
-	}
-	token, d := policy.ExtractToken(policy.Credentials{Authorization: hdr.Values("Authorization")})
-	if d != nil {
-		return nil, d
-	}
-	dec := rt.policy.Check(ctx, token)
-	if !dec.Allow {
-		return nil, &dec
-	}
-	return &dec, nil
+// judge asks the request layer about the request as checked (for forward
+// auth: the original method, path and query) and records the outcome.
+func (s *Server) judge(r *http.Request, req *authz.Request, ev *event) *authz.Result {
+	ev.method, ev.path = req.Method, req.Path
+	res := s.c.gate.Judge(r.Context(), req)
+	ev.record(res)
+	return res
 }
 
-// decide is what both modes do with a request for method and path:
-// authorize it, sign the upstream JWT when allowed, and record the outcome.
-// Exactly one of (allowed or public) and denied results.
-func (s *Server) decide(r *http.Request, method, path string, ev *event) (allowed *policy.Decision, jwt string, denied *policy.Decision) {
-	allowed, denied = s.authorize(r.Context(), r.Header, method, path, ev)
-	if denied == nil {
-		jwt, denied = s.sign(allowed)
-	}
-	ev.record(allowed, denied)
-	return allowed, jwt, denied
-}
-
-// record notes the decision in the event.
-func (ev *event) record(allowed, denied *policy.Decision) {
+// record notes the result in the event.
+func (ev *event) record(res *authz.Result) {
+	ev.route, ev.reason, ev.decision = res.Route, res.Decision.Reason, &res.Decision
 	switch {
-	case denied != nil:
-		ev.outcome, ev.reason, ev.decision = outcomeDeny, denied.Reason, denied
-	case allowed != nil:
-		ev.outcome, ev.reason, ev.decision = outcomeAllow, allowed.Reason, allowed
+	case res.Public:
+		ev.outcome = outcomePublic
+	case res.Allow:
+		ev.outcome = outcomeAllow
 	default:
-		ev.outcome, ev.reason = outcomePublic, ReasonPublic
+		ev.outcome = outcomeDeny
 	}
 }
 

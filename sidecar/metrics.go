@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"github.com/keycloak-jwt/keycloak-jwt/authz"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,7 +63,7 @@ func (m *metrics) observeDuration(mode string, status int, seconds float64) {
 // newMetrics registers the request metrics, the Go and process collectors,
 // and collectors that read the key sources and the verified-token caches at
 // scrape time.
-func newMetrics(keys *jwks.Cache, policies []*compiledPolicy, now func() time.Time) *metrics {
+func newMetrics(keys *jwks.Cache, policies []*authz.PolicyUse, now func() time.Time) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -142,7 +143,7 @@ func (c *keysCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // cacheCollector reports Policy.CacheStats at scrape time.
-type cacheCollector struct{ policies []*compiledPolicy }
+type cacheCollector struct{ policies []*authz.PolicyUse }
 
 func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descHits
@@ -151,8 +152,8 @@ func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range c.policies {
-		hits, misses := p.p.CacheStats()
-		label := strings.Join(p.routes, " | ")
+		hits, misses := p.Policy.CacheStats()
+		label := strings.Join(p.Routes, " | ")
 		ch <- prometheus.MustNewConstMetric(descHits, prometheus.CounterValue, float64(hits), label)
 		ch <- prometheus.MustNewConstMetric(descMisses, prometheus.CounterValue, float64(misses), label)
 	}

@@ -13,13 +13,14 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/keycloak-jwt/keycloak-jwt/authz"
 )
 
-// forward is what the Rewrite of one allowed (or public) request adds.
+// forward is what the Rewrite of one allowed (or public) request needs.
 type forward struct {
-	ev     *event
-	values [][2]string // identity headers
-	jwt    string      // signed upstream JWT, "" when none
+	ev  *event
+	res *authz.Result
 }
 
 type forwardKey struct{}
@@ -71,22 +72,18 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, ev *event) {
 		writeMessage(w, http.StatusNotFound, "Not Found")
 		return
 	}
-	allowed, jwt, denied := s.decide(r, r.Method, r.URL.Path, ev)
-	if denied != nil {
-		s.writeDecision(w, denied)
+	res := s.judge(r, &authz.Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header}, ev)
+	if !res.Allow {
+		writeResponse(w, &res.Response)
 		return
 	}
-	fw := &forward{ev: ev, jwt: jwt}
-	if allowed != nil {
-		fw.values = s.c.headers.Values(allowed)
-	}
-	s.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fw)))
+	s.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey{}, &forward{ev: ev, res: res})))
 }
 
 // rewrite builds the outbound request. ReverseProxy has already removed the
-// hop-by-hop headers and Forwarded / X-Forwarded-*; client-supplied copies
-// of every identity header (and of the upstream JWT header) are removed
-// here, on every request, before the allowed values are set.
+// hop-by-hop headers and Forwarded / X-Forwarded-*; the request layer's plan
+// then removes client copies of every header the gateway sets (in every
+// spelling) and sets the identity headers and the upstream JWT.
 func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	fw, _ := pr.In.Context().Value(forwardKey{}).(*forward)
 	if fw == nil { // unreachable; fail closed: an unroutable URL makes the transport fail (502)
@@ -111,22 +108,11 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 			}
 		}
 	}
-	for _, name := range s.c.strip {
-		out.Del(name)
+	for _, k := range fw.res.Plan.Delete {
+		delete(out, k)
 	}
-	for name := range out {
-		if s.c.lookalikes.Match(name) {
-			delete(out, name)
-		}
-	}
-	if s.c.headers.StripAuthorization() {
-		out.Del("Authorization")
-	}
-	for _, kv := range fw.values {
+	for _, kv := range fw.res.Plan.Set {
 		out.Set(kv[0], kv[1])
-	}
-	if fw.jwt != "" {
-		out.Set(s.c.signer.Header(), fw.jwt)
 	}
 	out.Set(RequestIDHeader, fw.ev.rid)
 }

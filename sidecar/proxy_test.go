@@ -85,7 +85,7 @@ func TestProxyDecisions(t *testing.T) {
 				t.Errorf("WWW-Authenticate %q, want it to contain %q", www, tc.challenge)
 			}
 			if tc.status >= 400 {
-				if ct := r.header.Get("Content-Type"); ct != "application/json" {
+				if ct := r.header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
 					t.Errorf("Content-Type %q", ct)
 				}
 				if msg := r.message(t); !strings.Contains(msg, tc.reason) {

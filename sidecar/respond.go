@@ -7,19 +7,7 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/keycloak-jwt/keycloak-jwt/policy"
-)
-
-// Reasons the sidecar adds to policy's vocabulary, for the decisions it makes
-// itself (no token involved, or after the engine allowed). They appear in
-// logs and in the "reason" label.
-const (
-	ReasonNoRoute        = "no_route"            // no rule covers the method and path: 403
-	ReasonBadPath        = "bad_path"            // the path is not canonical: 400
-	ReasonBadMethod      = "bad_method"          // the method is not upper case: 400
-	ReasonBadForwardAuth = "bad_forward_auth"    // forward auth cannot tell the original request: 400
-	ReasonPublic         = "public"              // a public route: no token checked
-	ReasonSignFailed     = "upstream_jwt_failed" // the upstream JWT could not be signed: 500
+	"github.com/keycloak-jwt/keycloak-jwt/authz"
 )
 
 // Outcomes of a request (the "outcome" label).
@@ -32,39 +20,15 @@ const (
 // RequestIDHeader carries the request id to the upstream and back to the client.
 const RequestIDHeader = "X-Request-Id"
 
-// sidecarDeny builds a decision the sidecar makes itself (no token involved).
-// It is rendered like a policy decision but without a Bearer challenge: no
-// token would change the answer.
-func sidecarDeny(status int, reason, message, detail string) *policy.Decision {
-	return &policy.Decision{Status: status, Reason: reason, Message: message, Detail: detail}
-}
-
-// ownReason reports whether a decision was made by the sidecar rather than
-// by policy.
-func ownReason(reason string) bool {
-	switch reason {
-	case ReasonNoRoute, ReasonBadPath, ReasonBadMethod, ReasonBadForwardAuth, ReasonSignFailed:
-		return true
-	}
-	return false
-}
-
-// writeDecision renders a denied decision: its status, the RFC 6750
-// challenge for the 400/401/403 decided by policy, and the JSON body.
-func (s *Server) writeDecision(w http.ResponseWriter, d *policy.Decision) {
+// writeResponse writes a denial as the request layer rendered it.
+func writeResponse(w http.ResponseWriter, resp *authz.Response) {
 	h := w.Header()
-	switch d.Status {
-	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden:
-		if !ownReason(d.Reason) {
-			h.Set("WWW-Authenticate", d.WWWAuthenticate(s.c.realm))
-		}
+	for _, kv := range resp.Header {
+		h.Set(kv[0], kv[1])
 	}
-	body := d.Body()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(d.Status)
-	_, _ = w.Write(body)
+	h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
+	w.WriteHeader(resp.Status)
+	_, _ = w.Write(resp.Body)
 }
 
 // writeMessage writes a JSON {"message": msg} response.

@@ -89,7 +89,7 @@ func New(cfg *Config, o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{c: c, log: log, now: o.Clock, keys: keys, warmRetry: o.WarmRetry}
-	s.metrics = newMetrics(keys, c.policies, o.Clock)
+	s.metrics = newMetrics(keys, c.gate.Policies(), o.Clock)
 	s.limits = newLimitMetrics()
 	s.metrics.reg.MustRegister(s.limits.collectors()...)
 	if c.upstreamURL != nil {

@@ -1,8 +1,8 @@
-package plugin
+package authz
 
 import "testing"
 
-func TestQueryLookalike(t *testing.T) {
+func TestLookalike(t *testing.T) {
 	names := []string{"access_token", "jwt"}
 	tests := []struct {
 		key, want string
@@ -25,9 +25,9 @@ func TestQueryLookalike(t *testing.T) {
 		{"jwt\x00", "jwt"},
 	}
 	for _, tc := range tests {
-		got, ok := queryLookalike(tc.key, names)
+		got, ok := lookalike(tc.key, names)
 		if got != tc.want || ok != (tc.want != "") {
-			t.Errorf("queryLookalike(%q) = %q, %v; want %q", tc.key, got, ok, tc.want)
+			t.Errorf("lookalike(%q) = %q, %v; want %q", tc.key, got, ok, tc.want)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package sidecar
+package authz
 
 import (
 	"fmt"
@@ -136,3 +136,10 @@ func routeName(prefix string, methods []string) string {
 func cfgErr(field, format string, a ...any) error {
 	return &policy.ConfigError{Field: field, Msg: fmt.Sprintf(format, a...)}
 }
+
+// PrefixMatch reports whether prefix covers path on segment boundaries
+// ("/orders" covers "/orders" and "/orders/1", not "/ordersX").
+func PrefixMatch(prefix, path string) bool { return prefixMatch(prefix, path) }
+
+// CheckPrefix validates a path prefix (a route's, or an endpoint's).
+func CheckPrefix(p string) error { return checkPrefix(p) }

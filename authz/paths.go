@@ -1,4 +1,4 @@
-package sidecar
+package authz
 
 import (
 	"errors"
@@ -103,3 +103,15 @@ func isTChar(c byte) bool {
 	}
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
+
+// CheckPath reports why p, a percent-decoded request path, is not in the
+// canonical form routes are matched on (see checkPath).
+func CheckPath(p string) error { return checkPath(p) }
+
+// ParseOriginalURI turns an origin-form request URI that a proxy reports
+// (forward auth's X-Forwarded-Uri, Envoy's original path) into its canonical,
+// decoded path, or says why it cannot.
+func ParseOriginalURI(v string) (string, error) { return parseOriginalURI(v) }
+
+// ValidMethod reports whether m is an HTTP method token (RFC 9110 §9.1).
+func ValidMethod(m string) bool { return validMethod(m) }
