@@ -253,7 +253,7 @@ func (i *IdP) handleToken(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, oauthError{"unauthorized_client", "Invalid client or Invalid client credentials"})
 		return
 	}
-	scope, err := grantedScope(c, form.Get("scope"))
+	scope, err := grantedScope(c, form.Get("scope"), i.shape)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, oauthError{"invalid_scope", err.Error()})
 		return

@@ -104,7 +104,7 @@ func (i *IdP) Token(clientID string, opts ...MintOption) (string, error) {
 		return "", fmt.Errorf("testidp: unknown client %q", clientID)
 	}
 	m := newMint(opts)
-	scope, err := grantedScope(c, m.scope)
+	scope, err := grantedScope(c, m.scope, i.shape)
 	if err != nil {
 		return "", err
 	}
@@ -157,6 +157,9 @@ func (i *IdP) accessClaims(c Client, scope, clientAddr string, now time.Time, tt
 	resourceAccess["account"] = map[string]any{"roles": accountRoles}
 
 	iat := now.Unix()
+	if i.shape == ShapeExport {
+		return i.exportClaims(c, scope, clientAddr, iat, ttl)
+	}
 	return map[string]any{
 		"exp":                iat + int64(ttl/time.Second),
 		"iat":                iat,
@@ -179,12 +182,51 @@ func (i *IdP) accessClaims(c Client, scope, clientAddr string, now time.Time, tt
 	}
 }
 
+// exportClaims builds the payload Keycloak 26 issues to a service account
+// of an imported realm that declares its own client scopes (ShapeExport):
+// the claims of the declared mappers only.
+func (i *IdP) exportClaims(c Client, scope, clientAddr string, iat int64, ttl time.Duration) map[string]any {
+	claims := map[string]any{
+		"exp":                iat + int64(ttl/time.Second),
+		"iat":                iat,
+		"jti":                "trrtcc:" + newUUID(),
+		"iss":                i.Issuer(),
+		"sub":                i.subject(c.ID),
+		"typ":                "Bearer",
+		"azp":                c.ID,
+		"acr":                "1",
+		"scope":              scope,
+		"clientHost":         clientAddr,
+		"preferred_username": "service-account-" + strings.ToLower(c.ID),
+		"clientAddress":      clientAddr,
+		"client_id":          c.ID,
+	}
+	switch len(c.Audience) {
+	case 0:
+	case 1:
+		claims["aud"] = c.Audience[0]
+	default:
+		claims["aud"] = slices.Clone(c.Audience)
+	}
+	if len(c.RealmRoles) > 0 {
+		claims["realm_access"] = map[string]any{"roles": slices.Clone(c.RealmRoles)}
+	}
+	if len(c.ClientRoles) > 0 {
+		ra := map[string]any{}
+		for client, roles := range c.ClientRoles {
+			ra[client] = map[string]any{"roles": slices.Clone(roles)}
+		}
+		claims["resource_access"] = ra
+	}
+	return claims
+}
+
 // accessClaimOrder is the member order of Keycloak access tokens; other
 // members follow in lexical order.
 var accessClaimOrder = []string{
 	"exp", "iat", "jti", "iss", "aud", "sub", "typ", "azp", "acr",
 	"allowed-origins", "realm_access", "resource_access", "scope",
-	"email_verified", "clientHost", "preferred_username", "clientAddress", "clientId",
+	"email_verified", "clientHost", "preferred_username", "clientAddress", "clientId", "client_id",
 }
 
 // headerOrder is the member order of Keycloak JOSE headers.
@@ -201,10 +243,15 @@ func (e *ScopeError) Error() string {
 }
 
 // grantedScope returns the scope claim for client c given the requested
-// scope parameter: "profile email" plus the requested client scopes, or all
-// of the client's scopes when none is requested. "openid" may be requested
-// and is then listed first.
-func grantedScope(c Client, requested string) (string, error) {
+// scope parameter. ShapeConsole: "profile email" plus the requested client
+// scopes, or all of the client's scopes when none is requested. ShapeExport:
+// the client's default scopes (Scopes, "profile" among them when declared)
+// always, plus the requested optional ones. "openid" may be requested and
+// is then listed first.
+func grantedScope(c Client, requested string, shape Shape) (string, error) {
+	if shape == ShapeExport {
+		return exportScope(c, requested)
+	}
 	fields := strings.Fields(requested)
 	openid := false
 	var extra, invalid []string
@@ -213,7 +260,7 @@ func grantedScope(c Client, requested string) (string, error) {
 		case s == "openid":
 			openid = true
 		case s == "profile" || s == "email":
-		case slices.Contains(c.Scopes, s):
+		case slices.Contains(c.Scopes, s) || slices.Contains(c.OptionalScopes, s):
 			if !slices.Contains(extra, s) {
 				extra = append(extra, s)
 			}
@@ -238,6 +285,31 @@ func grantedScope(c Client, requested string) (string, error) {
 		}
 	}
 	return strings.Join(parts, " "), nil
+}
+
+// exportScope is grantedScope for ShapeExport.
+func exportScope(c Client, requested string) (string, error) {
+	var parts, invalid, extra []string
+	for _, s := range strings.Fields(requested) {
+		switch {
+		case s == "openid":
+			if !slices.Contains(parts, s) {
+				parts = append(parts, s)
+			}
+		case slices.Contains(c.Scopes, s):
+		case slices.Contains(c.OptionalScopes, s):
+			if !slices.Contains(extra, s) {
+				extra = append(extra, s)
+			}
+		default:
+			invalid = append(invalid, s)
+		}
+	}
+	if len(invalid) > 0 {
+		return "", &ScopeError{Scopes: invalid}
+	}
+	parts = append(parts, c.Scopes...)
+	return strings.Join(append(parts, extra...), " "), nil
 }
 
 // Sign signs arbitrary claims with the current key (or WithKid's) under a
@@ -298,7 +370,7 @@ func (i *IdP) RefreshToken(clientID string, opts ...MintOption) (string, error) 
 		return "", fmt.Errorf("testidp: unknown client %q", clientID)
 	}
 	m := newMint(opts)
-	scope, err := grantedScope(c, m.scope)
+	scope, err := grantedScope(c, m.scope, i.shape)
 	if err != nil {
 		return "", err
 	}

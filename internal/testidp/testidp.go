@@ -43,16 +43,39 @@ type Client struct {
 	// ClientRoles are placed in resource_access: client id -> roles. Roles for
 	// "account" are merged with the default account roles.
 	ClientRoles map[string][]string
+	// OptionalScopes are optional client scopes: in a token only when the
+	// token request asks for them (scope=...).
+	OptionalScopes []string
 	// Audience lists extra aud values, as an audience mapper would add them.
-	// Tokens always carry "account" as well.
+	// With ShapeConsole tokens always carry "account" as well.
 	Audience []string
 }
+
+// Shape selects which of Keycloak's token shapes an IdP mints.
+type Shape int
+
+const (
+	// ShapeConsole (the default) is a realm made in the admin console,
+	// with Keycloak's built-in client scopes and default roles: aud always
+	// holds "account", realm_access the default roles, resource_access the
+	// account roles, scope "profile email ...", plus allowed-origins,
+	// email_verified and clientId.
+	ShapeConsole Shape = iota
+	// ShapeExport is what Keycloak 26 issues for a realm imported from an
+	// export that declares its own client scopes, as
+	// examples/keycloak/realm-demo.json does: only the claims of the
+	// declared mappers (aud only from audience mappers, roles exactly as
+	// assigned, scope "profile ...", client_id), the default scopes always
+	// granted and optional ones added on request.
+	ShapeExport
+)
 
 // clone returns a deep copy of c, so that the IdP never shares mutable state
 // with its caller.
 func (c Client) clone() Client {
 	out := c
 	out.Scopes = slices.Clone(c.Scopes)
+	out.OptionalScopes = slices.Clone(c.OptionalScopes)
 	out.RealmRoles = slices.Clone(c.RealmRoles)
 	out.Audience = slices.Clone(c.Audience)
 	if c.ClientRoles != nil {
@@ -81,6 +104,9 @@ type Options struct {
 	Addr string
 	// Clock returns the current time used for iat and exp; default time.Now.
 	Clock func() time.Time
+	// Shape is the shape of the access tokens; default ShapeConsole.
+	// Realm.Options sets ShapeExport.
+	Shape Shape
 }
 
 // Fault describes a failure injected into the discovery and/or JWKS
@@ -109,6 +135,7 @@ type Fault struct {
 // Close.
 type IdP struct {
 	realm string
+	shape Shape
 	alg   string
 	ttl   time.Duration
 	clock func() time.Time
@@ -148,6 +175,7 @@ var realmPattern = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 func New(opts Options) (*IdP, error) {
 	i := &IdP{
 		realm:        opts.Realm,
+		shape:        opts.Shape,
 		alg:          opts.Alg,
 		ttl:          opts.TokenTTL,
 		clock:        opts.Clock,
