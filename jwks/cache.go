@@ -148,11 +148,12 @@ type Source struct {
 
 	set atomic.Pointer[KeySet]
 
-	mu          sync.Mutex
-	inflight    chan struct{} // closed when the running fetch ends
-	lastAttempt time.Time
-	lastErr     error
-	jwksURI     string // discovered (or configured) JWKS location
+	mu             sync.Mutex
+	inflight       chan struct{} // closed when the running fetch ends
+	lastAttempt    time.Time     // start of the last fetch, whatever its cause
+	lastUnknownKid time.Time     // start of the last fetch caused by an unknown kid
+	lastErr        error
+	jwksURI        string // discovered (or configured) JWKS location
 
 	fetches, failures atomic.Int64
 }
@@ -208,7 +209,7 @@ func (s *Source) Fresh() *KeySet {
 	now := s.cache.now()
 	set := s.set.Load()
 	if set != nil && !now.Before(set.RefreshAt) {
-		s.startFetch(false)
+		s.startFetch(causeDue)
 	}
 	if !s.usable(set, now) {
 		return nil
@@ -226,21 +227,21 @@ func (s *Source) Warm(ctx context.Context) error {
 	if s.usable(s.set.Load(), s.cache.now()) {
 		return nil
 	}
-	return s.fetchAndWait(ctx, true)
+	return s.fetchAndWait(ctx, causeWarm)
 }
 
 // Key returns the key for kid that allows alg. It never calls the issuer on
 // the fast path: a refresh due by TTL runs in the background, and an unknown
-// kid triggers at most one fetch per MinRefreshInterval, shared by all
-// concurrent callers.
+// kid triggers at most one fetch per MinRefreshInterval (see
+// causeUnknownKid), shared by all concurrent callers.
 func (s *Source) Key(ctx context.Context, kid, alg string) (*Key, error) {
 	now := s.cache.now()
 	set := s.set.Load()
 	if set != nil && !now.Before(set.RefreshAt) {
-		s.startFetch(false)
+		s.startFetch(causeDue)
 	}
 	if !s.usable(set, now) {
-		err := s.fetchAndWait(ctx, false)
+		err := s.fetchAndWait(ctx, causeDue)
 		// Another caller's fetch may have succeeded meanwhile: look again.
 		if set = s.set.Load(); !s.usable(set, s.cache.now()) {
 			if err == nil {
@@ -254,7 +255,7 @@ func (s *Source) Key(ctx context.Context, kid, alg string) (*Key, error) {
 	}
 	// Unknown kid: maybe the issuer rotated. Refetch (rate-limited, shared
 	// with concurrent callers), then look in whatever set is current.
-	_ = s.fetchAndWait(ctx, false)
+	_ = s.fetchAndWait(ctx, causeUnknownKid)
 	if k, ok := s.set.Load().Lookup(kid, alg); ok {
 		return k, nil
 	}
@@ -263,22 +264,51 @@ func (s *Source) Key(ctx context.Context, kid, alg string) (*Key, error) {
 
 var errRateLimited = errors.New("refetch skipped: min_refresh_interval not elapsed")
 
-// startFetch starts a background fetch unless one is running or the last
-// attempt is more recent than MinRefreshInterval (ignored when force). It
-// returns the channel closed when the running fetch ends, or nil with the
-// reason no fetch runs.
-func (s *Source) startFetch(force bool) (chan struct{}, error) {
+// fetchCause is why a fetch is asked for; it decides which limit applies.
+type fetchCause int
+
+const (
+	// causeWarm: Warm, at start-up. Never limited.
+	causeWarm fetchCause = iota
+	// causeDue: the set is due for its refresh, or there is no usable set.
+	// At most one attempt per MinRefreshInterval, counted from any fetch.
+	causeDue
+	// causeUnknownKid: a token names a kid the set lacks. At most one such
+	// fetch per MinRefreshInterval, counted from the last fetch of this
+	// cause only: the first token with a new kid right after a start-up or
+	// scheduled fetch is not refused for the rest of the interval. While
+	// the realm fails (the last attempt, of any cause, failed within the
+	// interval), none at all.
+	causeUnknownKid
+)
+
+// startFetch starts a background fetch unless one is running or the limit
+// of cause forbids it. It returns the channel closed when the running fetch
+// ends (which may be one started for another cause), or nil with the reason
+// no fetch runs.
+func (s *Source) startFetch(cause fetchCause) (chan struct{}, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.inflight != nil {
 		return s.inflight, nil
 	}
 	now := s.cache.now()
-	if !force && !s.lastAttempt.IsZero() && now.Sub(s.lastAttempt) < s.cfg.MinRefreshInterval {
+	recent := func(t time.Time) bool { return !t.IsZero() && now.Sub(t) < s.cfg.MinRefreshInterval }
+	limited := false
+	switch cause {
+	case causeDue:
+		limited = recent(s.lastAttempt)
+	case causeUnknownKid:
+		limited = recent(s.lastUnknownKid) || (s.lastErr != nil && recent(s.lastAttempt))
+	}
+	if limited {
 		if s.lastErr != nil {
 			return nil, fmt.Errorf("%w; last error: %w", errRateLimited, s.lastErr)
 		}
 		return nil, errRateLimited
+	}
+	if cause == causeUnknownKid {
+		s.lastUnknownKid = now
 	}
 	s.lastAttempt = now
 	done := make(chan struct{})
@@ -287,8 +317,8 @@ func (s *Source) startFetch(force bool) (chan struct{}, error) {
 	return done, nil
 }
 
-func (s *Source) fetchAndWait(ctx context.Context, force bool) error {
-	done, err := s.startFetch(force)
+func (s *Source) fetchAndWait(ctx context.Context, cause fetchCause) error {
+	done, err := s.startFetch(cause)
 	if err != nil {
 		return err
 	}

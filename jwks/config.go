@@ -28,8 +28,10 @@ const (
 // Config holds the fetch and cache settings of one key source. Zero values
 // mean "use the default".
 type Config struct {
-	// MinRefreshInterval bounds how often keys are refetched because a token
-	// names an unknown kid (or because the realm was never fetched).
+	// MinRefreshInterval bounds how often keys are refetched because tokens
+	// name unknown kids (one such fetch per interval; a start-up or scheduled
+	// fetch does not delay the next one), and how often a failing or never
+	// fetched realm is retried.
 	MinRefreshInterval time.Duration
 	// DefaultTTL is used when the JWKS response carries no Cache-Control max-age.
 	DefaultTTL time.Duration
