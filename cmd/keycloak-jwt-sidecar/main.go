@@ -4,12 +4,13 @@
 //
 //	keycloak-jwt-sidecar --config sidecar.yaml           serve
 //	keycloak-jwt-sidecar --config sidecar.yaml --check   validate the file and exit
-//	keycloak-jwt-sidecar demo [--selftest]               local realm + echo upstream + sidecar
+//
+// The local demo (realm + echo upstream + sidecar) is cmd/keycloak-jwt-demo:
+// this binary carries no test support.
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,10 +20,8 @@ import (
 	"syscall"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/keycloak-jwt/keycloak-jwt/sidecar"
-	"github.com/keycloak-jwt/keycloak-jwt/sidecar/demo"
 )
 
 // Exit codes.
@@ -46,7 +45,8 @@ func main() {
 // run is the whole command; ctx ends on SIGTERM/SIGINT.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup sidecar.LookupEnv) int {
 	if len(args) > 0 && args[0] == "demo" {
-		return runDemo(ctx, args[1:], stdout, stderr)
+		fmt.Fprintln(stderr, "the demo is a command of its own: go run ./cmd/keycloak-jwt-demo [--selftest]")
+		return exitUsage
 	}
 	fs := flag.NewFlagSet("keycloak-jwt-sidecar", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -54,7 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup si
 	configPath := fs.String("config", defConfig, "configuration file (YAML); env KJ_CONFIG")
 	check := fs.Bool("check", false, "validate the configuration (compiles every policy, loads the upstream JWT key) and exit")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: keycloak-jwt-sidecar --config FILE [--check]\n       keycloak-jwt-sidecar demo [--selftest] [--addr A] [--admin-addr A] [--idp-addr A] [--upstream-addr A]")
+		fmt.Fprintln(stderr, "usage: keycloak-jwt-sidecar --config FILE [--check]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -96,52 +96,4 @@ func printConfigErrors(w io.Writer, path string, err error) {
 	for _, line := range strings.Split(err.Error(), "\n") {
 		fmt.Fprintf(w, "  - %s\n", line)
 	}
-}
-
-// runDemo runs the demo, interactively or as a selftest.
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("keycloak-jwt-sidecar demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	selftest := fs.Bool("selftest", false, "run the whole flow over real sockets, print each step, exit 0 only if all behaved (ephemeral ports unless given)")
-	var o demo.Options
-	fs.StringVar(&o.Addr, "addr", "", "sidecar listen address (default "+demo.DefaultAddr+"; selftest: ephemeral)")
-	fs.StringVar(&o.AdminAddr, "admin-addr", "", "sidecar admin address (default "+demo.DefaultAdminAddr+"; selftest: ephemeral)")
-	fs.StringVar(&o.IdPAddr, "idp-addr", "", "demo realm address (default "+demo.DefaultIdPAddr+"; selftest: ephemeral)")
-	fs.StringVar(&o.UpstreamAddr, "upstream-addr", "", "echo upstream address (default "+demo.DefaultUpstreamAddr+"; selftest: ephemeral)")
-	verbose := fs.Bool("v", false, "log every request (debug level)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return exitUsage
-	}
-	level := zapcore.InfoLevel
-	if *verbose {
-		level = zapcore.DebugLevel
-	}
-	if *selftest {
-		if *verbose {
-			o.Logger = consoleLogger(stderr, level)
-		}
-		if err := demo.Selftest(ctx, o, stdout); err != nil {
-			fmt.Fprintln(stderr, err)
-			return exitFailed
-		}
-		return exitOK
-	}
-	o.Logger = consoleLogger(stderr, level)
-	if err := demo.Run(ctx, o, stdout); err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintln(stderr, err)
-		return exitFailed
-	}
-	return exitOK
-}
-
-// consoleLogger logs human-readable lines to w.
-func consoleLogger(w io.Writer, level zapcore.Level) *zap.Logger {
-	enc := zap.NewDevelopmentEncoderConfig()
-	enc.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
-	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), level)
-	return zap.New(core)
 }

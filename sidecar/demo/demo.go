@@ -1,7 +1,11 @@
 // Package demo runs the sidecar end to end in one process, without Docker:
-// a Keycloak-compatible dev realm (internal/testidp), an echo upstream, and
-// the sidecar configured with the example file (examples/sidecar/sidecar.yaml,
-// embedded here as sidecar.yaml) with the URLs filled in.
+// the demo realm of examples/keycloak/realm-demo.json served by a
+// Keycloak-shaped issuer (internal/testidp: same clients, secrets, scopes,
+// roles and audience mappers as the Keycloak that imports the file), an echo
+// upstream, and the sidecar configured with the example file
+// (examples/sidecar/sidecar.yaml, embedded here as sidecar.yaml) with the
+// URLs filled in. cmd/keycloak-jwt-demo runs it; the production sidecar
+// binary does not link it.
 package demo
 
 import (
@@ -19,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -34,29 +39,41 @@ import (
 //go:embed sidecar.yaml
 var ConfigYAML []byte
 
-// Default addresses of the interactive demo.
+// Default addresses of the interactive demo. They avoid the ports that
+// docker-compose.yml publishes (8080 Keycloak, 8000/8001 Kong, 8081/8082
+// the sidecar), so the demo and the compose stack can run side by side. The
+// realm's port is the one examples/sidecar/sidecar.yaml names by default.
 const (
 	DefaultIdPAddr      = "127.0.0.1:8180"
-	DefaultAddr         = "127.0.0.1:8080"
-	DefaultAdminAddr    = "127.0.0.1:8081"
-	DefaultUpstreamAddr = "127.0.0.1:8090"
+	DefaultAddr         = "127.0.0.1:8181"
+	DefaultAdminAddr    = "127.0.0.1:8182"
+	DefaultUpstreamAddr = "127.0.0.1:8190"
 )
 
-// The demo realm's clients.
+// The demo realm's clients (examples/keycloak/realm-demo.json).
 const (
-	Realm          = "demo"
-	Audience       = "orders-api"
-	OrdersClient   = "orders-service"
-	OrdersSecret   = "orders-secret"
-	ReportsClient  = "reports-job"
-	ReportsSecret  = "reports-secret"
-	UpstreamIssuer = "keycloak-jwt-sidecar" // upstream_jwt.issuer of the example file
+	Realm            = "demo"
+	Audience         = "orders-api"
+	OrdersClient     = "orders-service"
+	OrdersSecret     = "orders-service-demo-secret"
+	ReportsClient    = "reports-job"
+	ReportsSecret    = "reports-job-demo-secret"
+	NoAudienceClient = "no-audience-client"
+	NoAudienceSecret = "no-audience-client-demo-secret"
+	UpstreamIssuer   = "keycloak-jwt-sidecar" // upstream_jwt.issuer of the example file
 )
 
 // Options are the demo's listen addresses; an empty one means port 0 (an
 // ephemeral port on 127.0.0.1).
 type Options struct {
 	IdPAddr, Addr, AdminAddr, UpstreamAddr string
+	// ConfigYAML replaces the example configuration (ConfigYAML of this
+	// package), e.g. an edited copy of examples/sidecar/sidecar.yaml. The
+	// demo fills in the same environment: ORDERS_API_URL, KEYCLOAK_ISSUER,
+	// UPSTREAM_JWT_ENABLED, UPSTREAM_JWT_KEY_FILE and the listen addresses.
+	ConfigYAML []byte
+	// ConfigName names ConfigYAML in the printed instructions.
+	ConfigName string
 	// Logger receives the sidecar's logs; nil discards them.
 	Logger *zap.Logger
 }
@@ -69,6 +86,8 @@ type Env struct {
 	AdminURL  string // the sidecar's admin listener
 	EchoURL   string // the echo upstream
 	JWTHeader string // the header carrying the upstream JWT
+
+	configName string // where the configuration came from, for the instructions
 
 	echo    *http.Server
 	keyDir  string
@@ -86,21 +105,19 @@ func Start(o Options) (*Env, error) {
 			e.closeParts()
 		}
 	}()
-	var err error
-	e.IdP, err = testidp.New(testidp.Options{
-		Realm: Realm,
-		Addr:  orEphemeral(o.IdPAddr),
-		Clients: []testidp.Client{
-			{ID: OrdersClient, Secret: OrdersSecret, Scopes: []string{"orders:read", "orders:write"}, Audience: []string{Audience}},
-			{ID: ReportsClient, Secret: ReportsSecret, Scopes: []string{"orders:read"}, Audience: []string{Audience}},
-		},
-	})
+	realm, err := testidp.DemoRealm()
 	if err != nil {
-		return nil, fmt.Errorf("demo realm on %s: %w", orEphemeral(o.IdPAddr), err)
+		return nil, fmt.Errorf("demo realm: %w", err)
+	}
+	ro := realm.Options()
+	ro.Addr = orEphemeral(o.IdPAddr)
+	e.IdP, err = testidp.New(ro)
+	if err != nil {
+		return nil, fmt.Errorf("demo realm on %s: %w%s", ro.Addr, err, busy(err, "--idp-addr"))
 	}
 	ln, err := net.Listen("tcp", orEphemeral(o.UpstreamAddr))
 	if err != nil {
-		return nil, fmt.Errorf("demo echo upstream: %w", err)
+		return nil, fmt.Errorf("demo echo upstream: %w%s", err, busy(err, "--upstream-addr"))
 	}
 	e.EchoURL = "http://" + ln.Addr().String()
 	e.echo = &http.Server{Handler: http.HandlerFunc(Echo), ReadHeaderTimeout: 10 * time.Second}
@@ -121,7 +138,11 @@ func Start(o Options) (*Env, error) {
 		sidecar.EnvListen:       orEphemeral(o.Addr),
 		sidecar.EnvAdminListen:  orEphemeral(o.AdminAddr),
 	}
-	cfg, err := sidecar.ParseConfig(ConfigYAML, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	yaml := ConfigYAML
+	if o.ConfigYAML != nil {
+		yaml = o.ConfigYAML
+	}
+	cfg, err := sidecar.ParseConfig(yaml, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
 		return nil, fmt.Errorf("demo config: %w", err)
 	}
@@ -133,9 +154,13 @@ func Start(o Options) (*Env, error) {
 		return nil, fmt.Errorf("demo config: %w", err)
 	}
 	if err := e.Sidecar.Listen(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w%s", err, busy(err, "--addr or --admin-addr"))
 	}
 	e.JWTHeader = upstream.DefaultJWTHeader
+	e.configName = "examples/sidecar/sidecar.yaml"
+	if o.ConfigName != "" {
+		e.configName = o.ConfigName
+	}
 	e.URL, e.AdminURL = "http://"+e.Sidecar.Addr(), "http://"+e.Sidecar.AdminAddr()
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
@@ -202,12 +227,16 @@ func (e *Env) PrintInstructions(w io.Writer) {
 
   realm "%[1]s"       %[2]s   (Keycloak-compatible: discovery, JWKS, token endpoint)
   echo upstream      %[3]s   (answers with the method, path and headers it received)
-  sidecar            %[4]s   (config: examples/sidecar/sidecar.yaml)
+  sidecar            %[4]s   (config: %[13]s)
   sidecar admin      %[5]s   (/healthz /readyz /metrics /.well-known/jwks.json)
 
-Clients (client_credentials, audience %[6]q):
+Clients of examples/keycloak/realm-demo.json (client_credentials, audience %[6]q):
   %[7]s / %[8]s   scopes orders:read orders:write
-  %[9]s    / %[10]s  scope  orders:read
+  %[9]s    / %[10]s  scope  orders:read (optional: orders:export)
+
+The example scripts work unchanged with:
+  export KEYCLOAK_URL=%[2]s API_URL=%[4]s
+  TOKEN=$(examples/get-token.sh); examples/call-api.sh GET /orders
 
 # 1. Get a token (client_secret_post) ...
 TOKEN=$(curl -s -d grant_type=client_credentials -d client_id=%[7]s -d client_secret=%[8]s \
@@ -228,7 +257,7 @@ curl -s %[5]s/readyz
 curl -s %[5]s/metrics | grep keycloak_jwt_
 curl -s %[5]s/.well-known/jwks.json   # verifies the X-Upstream-Jwt the upstream receives
 `, Realm, e.IdP.URL(), e.EchoURL, e.URL, e.AdminURL, Audience,
-		OrdersClient, OrdersSecret, ReportsClient, ReportsSecret, e.TokenURL(), extract)
+		OrdersClient, OrdersSecret, ReportsClient, ReportsSecret, e.TokenURL(), extract, e.configName)
 }
 
 // writeKey writes a fresh ES256 (P-256) private key as PKCS#8 PEM, mode 0600.
@@ -246,6 +275,14 @@ func writeKey(path string) error {
 		return fmt.Errorf("demo: writing the upstream JWT key: %w", err)
 	}
 	return nil
+}
+
+// busy suggests the flag that moves the demo off a port in use.
+func busy(err error, flag string) string {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return " (the port is taken: choose another with " + flag + ", e.g. 127.0.0.1:0 for any free port)"
+	}
+	return ""
 }
 
 func orEphemeral(addr string) string {

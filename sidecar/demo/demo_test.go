@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -44,9 +45,51 @@ func TestInstructions(t *testing.T) {
 	defer e.Close()
 	var out bytes.Buffer
 	e.PrintInstructions(&out)
-	for _, want := range []string{e.URL + "/orders", e.TokenURL(), "-u reports-job:reports-secret", "client_secret=orders-secret", "grant_type=client_credentials"} {
+	for _, want := range []string{e.URL + "/orders", e.TokenURL(), "-u reports-job:reports-job-demo-secret", "client_secret=orders-service-demo-secret", "export KEYCLOAK_URL=", "grant_type=client_credentials"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("instructions lack %q", want)
+		}
+	}
+}
+
+// TestExampleScriptsAgainstTheDemo: the documented scripts work against the
+// demo unchanged, with the environment the README gives (the demo realm is
+// the realm export: same clients and secrets).
+func TestExampleScriptsAgainstTheDemo(t *testing.T) {
+	for _, tool := range []string{"bash", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	e, err := Start(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	cases := []struct {
+		env  []string
+		args []string
+		code int
+	}{
+		{nil, []string{"GET", "/orders"}, 0},
+		{[]string{"CLIENT_AUTH=client_secret_post"}, []string{"POST", "/orders"}, 0},
+		{[]string{"CLIENT_ID=reports-job"}, []string{"POST", "/orders"}, 1},
+		{[]string{"CLIENT_ID=reports-job", "SCOPE=orders:export"}, []string{"GET", "/orders"}, 0},
+		{[]string{"CLIENT_ID=no-audience-client"}, []string{"GET", "/orders"}, 1},
+	}
+	for _, tc := range cases {
+		cmd := exec.Command("bash", append([]string{"../../examples/call-api.sh"}, tc.args...)...)
+		cmd.Env = append(os.Environ(), "KEYCLOAK_URL="+e.IdP.URL(), "API_URL="+e.URL, "TOKEN=", "CLIENT_ID=", "CLIENT_SECRET=", "SCOPE=", "CLIENT_AUTH=")
+		cmd.Env = append(cmd.Env, tc.env...)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.code {
+			t.Errorf("call-api.sh %v %v: exit %d, want %d\n%s", tc.env, tc.args, code, tc.code, out)
 		}
 	}
 }

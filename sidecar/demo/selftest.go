@@ -96,6 +96,14 @@ func (t *tester) run() {
 		resp, _, err := t.call(http.MethodPost, "/orders", forged, nil)
 		return "", expect(resp, err, http.StatusUnauthorized, `error="invalid_token"`)
 	})
+	t.step("GET /orders with "+NoAudienceClient+" (no audience mapper) → 401 invalid_token", func() (string, error) {
+		tok, err := t.token(url.Values{}, NoAudienceClient, NoAudienceSecret)
+		if err != nil {
+			return "", err
+		}
+		resp, _, err := t.call(http.MethodGet, "/orders", tok, nil)
+		return "", expect(resp, err, http.StatusUnauthorized, `error="invalid_token"`)
+	})
 	t.step("PATCH /orders (no route) → 403", func() (string, error) {
 		resp, _, err := t.call(http.MethodPatch, "/orders", orders, nil)
 		return "", expect(resp, err, http.StatusForbidden, "")
