@@ -86,7 +86,10 @@ func bearer(tok string) []string { return []string{"Bearer " + tok} }
 // TestJudge is the table of the layer's rules, with real tokens.
 func TestJudge(t *testing.T) {
 	e := newEnv(t)
-	g := e.gate(t, func(s *Spec) { s.Config.CookieNames = []string{"access_token"}; s.Config.URIParamNames = []string{"access_token"} }, Options{})
+	g := e.gate(t, func(s *Spec) {
+		s.Config.CookieNames = []string{"access_token"}
+		s.Config.URIParamNames = []string{"access_token"}
+	}, Options{})
 	orders, reports := e.token(t, "orders-service"), e.token(t, "reports-job")
 	cases := []struct {
 		name   string

@@ -124,18 +124,6 @@ func BenchmarkDecodeClaims(b *testing.B) {
 	}
 }
 
-// BenchmarkExtractToken: reading a Keycloak-sized bearer token out of the
-// Authorization header (RFC 6750 syntax check included).
-func BenchmarkExtractToken(b *testing.B) {
-	e := newEnv(b, "RS256")
-	c := Credentials{Authorization: []string{"Bearer " + e.token(b, "orders-service")}}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, d := ExtractToken(c); d != nil {
-			b.Fatal(d.Detail)
-		}
-	}
-}
 
 // BenchmarkRatio alternates, within each iteration, one raw
 // standard-library verification and one cold engine check of the same

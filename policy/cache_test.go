@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -138,52 +137,6 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-func TestExtractToken(t *testing.T) {
-	cases := []struct {
-		name   string
-		c      Credentials
-		token  string
-		status int
-		reason string
-	}{
-		{"bearer", Credentials{Authorization: []string{"Bearer abc.def.ghi"}}, "abc.def.ghi", 0, ""},
-		{"case-insensitive scheme", Credentials{Authorization: []string{"bearer abc"}}, "abc", 0, ""},
-		{"extra spaces", Credentials{Authorization: []string{"  Bearer   abc  "}}, "abc", 0, ""},
-		{"b64token padding", Credentials{Authorization: []string{"Bearer ab+/c=="}}, "ab+/c==", 0, ""},
-		{"none", Credentials{}, "", 401, ReasonNoToken},
-		{"basic only", Credentials{Authorization: []string{"Basic dXNlcjpwYXNz"}}, "", 401, ReasonNoToken},
-		{"empty bearer", Credentials{Authorization: []string{"Bearer"}}, "", 400, ReasonMalformedHeader},
-		{"bearer with space inside", Credentials{Authorization: []string{"Bearer a b"}}, "", 400, ReasonMalformedHeader},
-		{"bearer with comma list", Credentials{Authorization: []string{"Bearer a, Bearer b"}}, "", 400, ReasonMalformedHeader},
-		{"bad character", Credentials{Authorization: []string{"Bearer a\"b"}}, "", 400, ReasonMalformedHeader},
-		{"padding in the middle", Credentials{Authorization: []string{"Bearer a=b"}}, "", 400, ReasonMalformedHeader},
-		{"two headers", Credentials{Authorization: []string{"Bearer a", "Bearer b"}}, "", 400, ReasonMultipleTokens},
-		{"header and query", Credentials{Authorization: []string{"Bearer a"}, Query: []string{"b"}}, "", 400, ReasonMultipleTokens},
-		{"query only", Credentials{Query: []string{"q.r.s"}}, "q.r.s", 0, ""},
-		{"cookie only", Credentials{Cookie: []string{"c"}}, "c", 0, ""},
-		{"bad query", Credentials{Query: []string{"a b"}}, "", 400, ReasonMalformedHeader},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			tok, d := ExtractToken(tc.c)
-			if tc.status == 0 {
-				if d != nil || tok != tc.token {
-					t.Fatalf("got %q %+v, want %q", tok, d, tc.token)
-				}
-				return
-			}
-			if d == nil || d.Status != tc.status || d.Reason != tc.reason || d.Allow {
-				t.Fatalf("got %q %+v, want %d %s", tok, d, tc.status, tc.reason)
-			}
-			if tc.status == 401 && d.Error != "" {
-				t.Fatal("a request without a token gets no error code (RFC 6750 §3.1)")
-			}
-			if tc.status == 400 && d.Error != ErrInvalidRequest {
-				t.Fatal("400 must carry invalid_request")
-			}
-		})
-	}
-}
 
 func TestWWWAuthenticate(t *testing.T) {
 	d := Decision{Status: 401}
@@ -241,14 +194,3 @@ func TestSharedTokenCaches(t *testing.T) {
 	}
 }
 
-func TestCheckRequest(t *testing.T) {
-	e := newEnv(t, "RS256")
-	p := e.compile(t, nil)
-	if d := p.CheckRequest(context.Background(), Credentials{}); d.Allow || d.Status != 401 || d.Reason != ReasonNoToken {
-		t.Fatalf("no token: %+v", d)
-	}
-	c := Credentials{Authorization: []string{"Bearer " + e.token(t, "orders-service")}}
-	if d := p.CheckRequest(context.Background(), c); !d.Allow {
-		t.Fatalf("valid token: %+v", d)
-	}
-}

@@ -27,28 +27,6 @@ func FuzzCheck(f *testing.F) {
 	})
 }
 
-// FuzzExtractToken checks header handling never panics and is consistent.
-func FuzzExtractToken(f *testing.F) {
-	for _, s := range []string{"Bearer abc", "bearer  a.b.c", "Basic x", "Bearer a b", "Bearer ==", ""} {
-		f.Add(s, "")
-	}
-	f.Fuzz(func(t *testing.T, h, q string) {
-		c := Credentials{Authorization: []string{h}}
-		if q != "" {
-			c.Query = []string{q}
-		}
-		tok, d := ExtractToken(c)
-		if (d == nil) == (tok == "") {
-			t.Fatalf("token %q with decision %+v", tok, d)
-		}
-		if d != nil && d.Status != 400 && d.Status != 401 {
-			t.Fatalf("status %d", d.Status)
-		}
-		if d == nil && !isB64Token(tok) {
-			t.Fatalf("extracted a non-b64token %q", tok)
-		}
-	})
-}
 
 // FuzzDecodeClaims checks the claims parser on arbitrary payloads.
 func FuzzDecodeClaims(f *testing.F) {

@@ -115,18 +115,6 @@ func (p *Policy) Check(ctx context.Context, token string) Decision {
 	return d
 }
 
-// CheckRequest takes the bearer token out of a request's credentials
-// (ExtractToken: RFC 6750 rules) and checks it. Every outcome is logged,
-// including requests without a usable token.
-func (p *Policy) CheckRequest(ctx context.Context, c Credentials) Decision {
-	tok, deny := ExtractToken(c)
-	if deny != nil {
-		p.logDecision(deny)
-		return *deny
-	}
-	return p.Check(ctx, tok)
-}
-
 func (p *Policy) check(ctx context.Context, token string) Decision {
 	if token == "" {
 		return deny(http.StatusUnauthorized, "", ReasonNoToken, "Unauthorized", "no bearer token in the request")

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/keycloak-jwt/keycloak-jwt/internal/testkeys"
 )
 
 // benchUpstream answers a small JSON body, like a typical API call.
@@ -46,7 +48,7 @@ func BenchmarkProxyAllow(b *testing.B) {
 
 // BenchmarkProxyAllowSigned adds the signed upstream JWT (ES256) per request.
 func BenchmarkProxyAllowSigned(b *testing.B) {
-	h := start(b, harnessOpt{upstream: benchUpstream, env: map[string]string{"JWT": "true", "JWT_KEY": writeECKey(b)}})
+	h := start(b, harnessOpt{upstream: benchUpstream, env: map[string]string{"JWT": "true", "JWT_KEY": testkeys.WriteEC(b)}})
 	tok := token(b, sharedIdP(b), "orders-service")
 	serveBench(b, h.srv, tok)
 	b.ReportAllocs()

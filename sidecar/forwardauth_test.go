@@ -8,13 +8,15 @@ import (
 	"time"
 
 	"github.com/keycloak-jwt/keycloak-jwt/upstream"
+
+	"github.com/keycloak-jwt/keycloak-jwt/internal/testkeys"
 )
 
 // TestForwardAuth runs forward-auth requests shaped as nginx auth_request,
 // Traefik ForwardAuth and Envoy ext_authz send them, over real sockets.
 func TestForwardAuth(t *testing.T) {
 	idp := sharedIdP(t)
-	h := start(t, harnessOpt{yaml: authOnlyYAML, env: map[string]string{"JWT": "true", "JWT_KEY": writeECKey(t)}})
+	h := start(t, harnessOpt{yaml: authOnlyYAML, env: map[string]string{"JWT": "true", "JWT_KEY": testkeys.WriteEC(t)}})
 	orders := token(t, idp, "orders-service")
 	reports := token(t, idp, "reports-job")
 	bearer := func(tok string) string { return "Bearer " + tok }
@@ -40,6 +42,13 @@ func TestForwardAuth(t *testing.T) {
 		{"envoy with path_prefix", "POST", "/auth/orders/1", http.Header{"Authorization": {bearer(orders)}}, 200, "", true},
 		{"envoy without path_prefix", "POST", "/orders/1", http.Header{"Authorization": {bearer(reports)}}, 403, `error="insufficient_scope"`, false},
 		{"envoy root", "GET", "/orders", http.Header{"Authorization": {bearer(reports)}}, 200, "", true},
+		// Hole 3: GET needs orders:read, POST orders:write; a POST that says
+		// it is a GET is refused, not checked as a GET.
+		{"envoy: method header contradicts the request", "POST", "/orders", http.Header{"X-Forwarded-Method": {"GET"}, "Authorization": {bearer(reports)}}, 400, "-", false},
+		{"envoy prefix: method header contradicts the request", "POST", "/auth/orders", http.Header{"X-Original-Method": {"GET"}, "Authorization": {bearer(reports)}}, 400, "-", false},
+		// The proxy forwards the original request itself: a forged identity
+		// header cannot be removed, so the request is refused.
+		{"forged identity header", "GET", "/auth", http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/orders"}, "X.Client.Id": {"ops-admin"}, "Authorization": {bearer(reports)}}, 400, `error="invalid_request"`, false},
 		{"agreeing sources", "GET", "/auth/orders", http.Header{"X-Forwarded-Uri": {"/orders?x"}, "X-Original-Uri": {"/%6frders?x"}, "Authorization": {bearer(reports)}}, 200, "", true},
 		{"queries disagree", "GET", "/auth", http.Header{"X-Forwarded-Uri": {"/orders?access_token=x"}, "X-Original-Uri": {"/orders"}, "Authorization": {bearer(reports)}}, 400, "-", false},
 		{"injected URI conflicts", "GET", "/auth", http.Header{"X-Forwarded-Uri": {"/healthz"}, "X-Original-Uri": {"/orders"}}, 400, "-", false},

@@ -2,18 +2,12 @@ package sidecar
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -315,24 +309,6 @@ func do(t testing.TB, method, url, bearer string, hdr http.Header, body io.Reade
 func get(t testing.TB, url string) result {
 	t.Helper()
 	return do(t, http.MethodGet, url, "", nil, nil)
-}
-
-// writeECKey writes a P-256 PKCS#8 PEM key and returns its path.
-func writeECKey(t testing.TB) string {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "key.pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // waitFor polls cond until it holds or the deadline passes.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keycloak-jwt/keycloak-jwt/internal/testidp"
+	"github.com/keycloak-jwt/keycloak-jwt/internal/testkeys"
 	"github.com/keycloak-jwt/keycloak-jwt/upstream"
 )
 
@@ -108,7 +109,7 @@ func TestProxyDecisions(t *testing.T) {
 // request id passed on.
 func TestProxyHeaders(t *testing.T) {
 	idp := sharedIdP(t)
-	key := writeECKey(t)
+	key := testkeys.WriteEC(t)
 	h := start(t, harnessOpt{env: map[string]string{"JWT": "true", "JWT_KEY": key}})
 	spoofed := http.Header{
 		"X-Client-Id":       {"root"},
@@ -230,7 +231,7 @@ func TestProxyStripAuthorization(t *testing.T) {
 // TestUpstreamJWT verifies the upstream JWT with the JWKS the admin listener
 // serves, at both paths.
 func TestUpstreamJWT(t *testing.T) {
-	h := start(t, harnessOpt{env: map[string]string{"JWT": "true", "JWT_KEY": writeECKey(t)}})
+	h := start(t, harnessOpt{env: map[string]string{"JWT": "true", "JWT_KEY": testkeys.WriteEC(t)}})
 	r := do(t, "GET", h.url+"/orders", token(t, sharedIdP(t), "reports-job"), nil, nil)
 	if r.status != 200 {
 		t.Fatalf("status %d: %s", r.status, r.body)
