@@ -27,6 +27,14 @@ for m in "${modules[@]}"; do go -C "$m" vet ./...; done
 echo "== staticcheck (pinned)"
 for m in "${modules[@]}"; do go -C "$m" run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...; done
 
+echo "== real upstreams (php-cli from Debian's packages, for sidecar/hostile_test.go)"
+if ! command -v php >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq php-cli >/dev/null
+fi
+php -v | head -n 1
+
 echo "== Keycloak (real, for e2e/keycloak: scripts/keycloak.sh; the first run downloads it with Maven)"
 trap 'bash scripts/keycloak.sh stop || true' EXIT
 bash scripts/keycloak.sh start
