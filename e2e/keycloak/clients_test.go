@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/keycloak-jwt/keycloak-jwt/policy"
 	"github.com/keycloak-jwt/keycloak-jwt/sidecar"
 )
@@ -28,18 +30,32 @@ func getDemoTokens(t *testing.T, k *kc) demoTokens {
 }
 
 // sidecarTestRoutes are added to the example's routes: realm roles, client
-// roles and the optional scope, which the example file does not use.
-var sidecarTestRoutes = []sidecar.Route{
-	{Prefix: "/admin", RealmRolesRequired: []string{"api-client", "orders-admin"}, RealmRolesMatch: "all"},
-	{Prefix: "/writers", ClientRolesRequired: []string{"orders-api:writer"}},
-	{Prefix: "/exports", ScopesRequired: []string{"orders:export"}},
+// roles and the optional scope, which the example file does not use. They
+// are written as an operator writes them (YAML), not as Go structs.
+const sidecarTestRoutes = `
+- prefix: /admin
+  realm_roles_required: [api-client, orders-admin]
+  realm_roles_match: all
+- prefix: /writers
+  client_roles_required: ["orders-api:writer"]
+- prefix: /exports
+  scopes_required: [orders:export]
+`
+
+func addTestRoutes(t *testing.T) func(*sidecar.Config) {
+	t.Helper()
+	var routes []sidecar.Route
+	if err := yaml.UnmarshalStrict([]byte(sidecarTestRoutes), &routes); err != nil {
+		t.Fatalf("test routes: %v", err)
+	}
+	return func(c *sidecar.Config) { c.Routes = append(c.Routes, routes...) }
 }
 
 // TestSidecarDemoClients: every client of the realm export, with both
 // client authentication methods, against the example sidecar config.
 func TestSidecarDemoClients(t *testing.T) {
 	k := keycloak(t)
-	g := startSidecar(t, k, func(c *sidecar.Config) { c.Routes = append(c.Routes, sidecarTestRoutes...) })
+	g := startSidecar(t, k, addTestRoutes(t))
 	d := getDemoTokens(t, k)
 	for _, m := range []authMethod{secretPost, secretBasic} {
 		t.Run(m.String(), func(t *testing.T) {
