@@ -100,10 +100,11 @@ func split(token string, hc *headerCache) (*parsed, error) {
 }
 
 // decodeHeader decodes the protected header with the claims' parser and
-// rules: member names match exactly (case-sensitive, RFC 7515 §4), a name
-// differing only in case from a member read here is refused (a
-// case-insensitive reader downstream would take it for that member), and
-// so is any member present twice, since readers disagree on which one wins.
+// rules, and stricter ones: the text must be RFC 8259 JSON in UTF-8; member
+// names match exactly (case-sensitive, RFC 7515 §4); a name differing only
+// in case from a member read here is refused (a case-insensitive reader
+// downstream would take it for that member), and so is any member present
+// twice, since readers disagree on which one wins.
 func decodeHeader(raw string) (*header, error) {
 	b, err := b64.DecodeString(raw)
 	if err != nil {
@@ -114,6 +115,13 @@ func decodeHeader(raw string) (*header, error) {
 		return nil, fmt.Errorf("%w: header %w", errFormat, err)
 	}
 	defer jsonParsers.Put(parser)
+	// The parser lets invalid escapes, control characters in strings and
+	// non-numbers ("nan", "01") through, which encoding/json refuses;
+	// Validate holds the header to RFC 8259. Headers are parsed rarely (see
+	// headerCache), so this costs next to nothing per token.
+	if err := fastjson.ValidateBytes(b); err != nil {
+		return nil, fmt.Errorf("%w: header is not valid JSON: %w", errFormat, err)
+	}
 	if err := uniqueMembers(obj); err != nil {
 		return nil, fmt.Errorf("%w: header: %w", errFormat, err)
 	}
@@ -359,11 +367,6 @@ func parseObject(b []byte) (*fastjson.Object, *fastjson.Parser, error) {
 		// RFC 8259 §8.1; encoding/json would read U+FFFD where fastjson
 		// keeps the raw bytes.
 		return nil, nil, errors.New("is not valid UTF-8")
-	}
-	// The parser alone lets invalid escapes and control characters in
-	// strings through; Validate holds the text to RFC 8259.
-	if err := fastjson.ValidateBytes(b); err != nil {
-		return nil, nil, fmt.Errorf("is not valid JSON: %w", err)
 	}
 	parser := jsonParsers.Get()
 	v, err := parser.ParseBytes(b)
