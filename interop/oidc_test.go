@@ -39,9 +39,11 @@ func newEngine(srv *OIDCServer) *engine {
 // discovery), for aud orders-api, refetching at most once a second.
 func (e *engine) baseConfig() policy.Config {
 	return policy.Config{
-		Issuers:   []policy.Issuer{{Issuer: e.srv.Issuer()}},
-		Audiences: []string{"orders-api"},
-		JWKS:      policy.JWKSConfig{MinRefreshIntervalSeconds: 1},
+		Requirements: policy.Requirements{
+			Issuers:   []policy.Issuer{{Issuer: e.srv.Issuer()}},
+			Audiences: []string{"orders-api"},
+		},
+		JWKS: policy.JWKSConfig{MinRefreshIntervalSeconds: 1},
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keycloak-jwt/keycloak-jwt/authz"
 	"github.com/keycloak-jwt/keycloak-jwt/policy"
 )
 
@@ -97,7 +98,7 @@ func TestExampleScriptsLint(t *testing.T) {
 
 // TestExampleScripts runs examples/get-token.sh and examples/call-api.sh
 // against the independent OAuth server (whose token endpoint has Keycloak's
-// path) and a small gateway built on the engine: both client authentication
+// path) and a small gateway built on the request layer: both client authentication
 // methods, both JSON parsers, and the refusals.
 func TestExampleScripts(t *testing.T) {
 	t.Parallel()
@@ -105,7 +106,6 @@ func TestExampleScripts(t *testing.T) {
 	srv := StartOIDCServer(t)
 	e := newEngine(srv)
 	read := e.compile(t, func(c *policy.Config) { c.ScopesRequired = []string{"orders:read"} })
-	write := e.compile(t, func(c *policy.Config) { c.ScopesRequired = []string{"orders:write"} })
 	keycloakURL := strings.TrimSuffix(srv.Issuer(), "/realms/demo")
 
 	parsers := []string{"sed"}
@@ -177,26 +177,31 @@ func TestExampleScripts(t *testing.T) {
 		}
 	})
 
-	// The gateway: GET needs orders:read, anything else orders:write.
+	// The gateway, on the request layer every adapter uses: GET needs
+	// orders:read, anything else orders:write.
+	rule := func(scope string, methods ...string) authz.Route {
+		return authz.Route{Prefix: "/", Methods: methods, Requirements: policy.Requirements{ScopesRequired: []string{scope}}}
+	}
+	gate, err := authz.Compile(authz.Spec{
+		Config: authz.Config{Realm: "orders-api"},
+		Policy: e.baseConfig(),
+		Routes: []authz.Route{rule("orders:read", http.MethodGet), rule("orders:write")},
+	}, authz.Options{Deps: policy.Deps{Keys: e.keys, Clock: e.clock.Now}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, d := policy.ExtractToken(policy.Credentials{Authorization: r.Header.Values("Authorization")})
-		if d == nil {
-			p := write
-			if r.Method == http.MethodGet {
-				p = read
+		res := gate.Judge(r.Context(), &authz.Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header})
+		if !res.Allow {
+			for _, h := range res.Response.Header {
+				w.Header().Add(h[0], h[1])
 			}
-			dec := p.Check(r.Context(), tok)
-			d = &dec
-		}
-		if !d.Allow {
-			w.Header().Set("WWW-Authenticate", d.WWWAuthenticate("orders-api"))
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(d.Status)
-			_, _ = w.Write(d.Body())
+			w.WriteHeader(res.Response.Status)
+			_, _ = w.Write(res.Response.Body)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]string{"client": d.ClientID(), "method": r.Method, "path": r.URL.Path})
+		_ = json.NewEncoder(w).Encode(map[string]string{"client": res.Decision.ClientID(), "method": r.Method, "path": r.URL.Path})
 	}))
 	t.Cleanup(gw.Close)
 	apiEnv := func(extra ...string) []string {
