@@ -51,7 +51,12 @@ fetch() {
   if [ ! -x "$DIST/bin/kc.sh" ]; then
     say "unpacking $zip"
     rm -rf "$DIST.tmp" && mkdir -p "$DIST.tmp"
-    (cd "$DIST.tmp" && unzip -q "$zip")
+    if command -v unzip >/dev/null 2>&1; then
+      (cd "$DIST.tmp" && unzip -q "$zip")
+    else
+      python3 -m zipfile -e "$zip" "$DIST.tmp"
+      chmod +x "$DIST.tmp/keycloak-$VERSION/bin/"*.sh
+    fi
     rm -rf "$DIST" && mv "$DIST.tmp/keycloak-$VERSION" "$DIST" && rmdir "$DIST.tmp"
   fi
 }
