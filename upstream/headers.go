@@ -209,7 +209,7 @@ var reservedHeaders = map[string]bool{
 // token without '_' that is not a hop-by-hop, framing, credential or proxy
 // header. '_' is refused because nginx drops such headers by default and
 // CGI-style upstreams read "X_A" and "X-A" as one header: the adapters
-// remove client copies of an owned name in both spellings (Lookalikes),
+// remove client copies of an owned name in both spellings (authz folds every non-alphanumeric character),
 // which only works when the owned name is the '-' one.
 func CheckHeaderName(name string) error {
 	if name == "" {
