@@ -124,7 +124,6 @@ func BenchmarkDecodeClaims(b *testing.B) {
 	}
 }
 
-
 // BenchmarkRatio alternates, within each iteration, one raw
 // standard-library verification and one cold engine check of the same
 // token, so both see the same machine state; it reports each one's mean and

@@ -137,7 +137,6 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-
 func TestWWWAuthenticate(t *testing.T) {
 	d := Decision{Status: 401}
 	if got := d.WWWAuthenticate("api"); got != `Bearer realm="api"` {
@@ -193,4 +192,3 @@ func TestSharedTokenCaches(t *testing.T) {
 		t.Fatalf("a policy with another key source must verify for itself: %+v", d)
 	}
 }
-

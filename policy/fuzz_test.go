@@ -27,7 +27,6 @@ func FuzzCheck(f *testing.F) {
 	})
 }
 
-
 // FuzzDecodeClaims checks the claims parser on arbitrary payloads.
 func FuzzDecodeClaims(f *testing.F) {
 	f.Add([]byte(`{"exp":1,"aud":["a"],"scope":"a b","realm_access":{"roles":["x"]}}`))
