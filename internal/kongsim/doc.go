@@ -15,6 +15,14 @@
 //	// res.Exited/Status/Body/ExitHeaders, res.UpstreamSet, res.Calls, ...
 //	// srv.UpstreamHeaders(res, req) gives what the upstream would receive.
 //
+// kongsim answers the PDK methods the keycloak-jwt plugin calls
+// (kong.request.get_method/get_path/get_raw_query/get_headers,
+// kong.client.get_credential/load_consumer/authenticate, kong.log.err,
+// kong.response.exit, kong.service.request.clear_header/set_headers). Any
+// other method of Kong's PDK is reported in Result.Unhandled and aborts the
+// event, as Kong does with a method it does not know: add a handler (pdk.go)
+// when the plugin starts calling one.
+//
 // # Protocol (as implemented by go-pdk 0.11 and Kong's pb_rpc.lua)
 //
 // Process: Kong runs "<binary> -dump" (JSON: Protocol, SocketPath, Plugins[]
@@ -29,8 +37,7 @@
 // answers with one RpcReturn carrying the same sequence. cmd_start_instance
 // takes the plugin name and the config as JSON bytes (Kong adds __key__,
 // __seq__ and __plugin_id; go-pdk uses a non-zero __seq__ as the instance id)
-// and returns InstanceStatus; cmd_get_instance_status and cmd_close_instance
-// take an instance id.
+// and returns InstanceStatus (kongsim sends no other command).
 //
 // Events: after RpcCall{cmd_handle_event{instance_id, event_name}} the plugin
 // drives a "bridge loop" on the same connection: for each PDK call it sends a
@@ -62,12 +69,10 @@
 //   - Errors returned as a second Lua value are dropped by the bridge: e.g.
 //     load_consumer for an unknown consumer gives the plugin an empty Consumer
 //     and a nil error.
-//   - Kong's Value decoding turns boolean false into nil (Lua "or" chain), so
-//     kong.ctx.shared.set(k, false) deletes k.
-//   - go-pdk decodes get_headers/get_query through UnwrapHeaders, which drops
-//     non-string values (a valueless "?flag" query arg is boolean true in Kong).
-//   - kong.service.request.set_header & co. modify the live request headers, so
-//     later kong.request.get_header calls see the new values.
-//   - Repeated headers read through get_header are joined with ", " ("; " for
-//     Cookie), as nginx >= 1.23 does.
+//   - Kong's Value decoding turns boolean false into nil (Lua "or" chain).
+//   - get_headers reads at most max_headers lines (1 to 1000) and drops the
+//     rest silently; go-pdk decodes its answer through UnwrapHeaders.
+//   - kong.service.request.set_headers and clear_header modify the live
+//     request headers, so later kong.request.get_headers calls see the new
+//     values; an empty list in set_headers removes the header.
 package kongsim

@@ -2,21 +2,17 @@ package kongsim
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
-	"github.com/Kong/go-pdk/entities"
 	kpp "github.com/Kong/go-pdk/server/kong_plugin_protocol"
 	"google.golang.org/protobuf/proto"
 )
 
 // Request is the simulated client request (and surrounding Kong state) that
 // PDK calls are answered from. Zero fields get defaults: Method "GET", Scheme
-// "http", Host "localhost", Port 8000 (8443 for https), Path "/", ClientIP
-// "127.0.0.1", ClientPort 54321, HTTPVersion 1.1.
+// "http", Host "localhost", Port 8000 (8443 for https), Path "/".
 type Request struct {
 	Method   string
 	Scheme   string
@@ -26,46 +22,17 @@ type Request struct {
 	RawQuery string // without "?"
 
 	// Headers are the incoming request headers. Names are case-insensitive
-	// (lowercased internally, like nginx); "-" and "_" are equivalent for
-	// kong.request.get_header. A "host" header is synthesized from Host/Port
-	// when absent.
+	// (lowercased internally, like nginx). A "host" header is synthesized
+	// from Host/Port when absent.
 	Headers map[string][]string
-	Body    []byte
-
-	ClientIP   string
-	ClientPort int
-	// TrustedIPs lists Kong's trusted_ips (IPs or CIDRs). Only when ClientIP is
-	// trusted do get_forwarded_* honour X-Forwarded-*/X-Real-IP headers.
-	TrustedIPs  []string
-	HTTPVersion float64
 
 	// Consumers is the simulated consumers table used by
 	// kong.client.load_consumer (by id, or by username when asked to).
 	Consumers []Consumer
 
-	// State left by earlier plugins/phases.
+	// State left by earlier plugins (kong.client.get_credential).
 	AuthenticatedConsumer   *Consumer
 	AuthenticatedCredential *Credential
-	Shared                  map[string]any    // initial kong.ctx.shared
-	NginxCtx                map[string]any    // initial ngx.ctx (kong.nginx.get_ctx)
-	Vars                    map[string]string // extra/override nginx variables (kong.nginx.get_var)
-
-	// Route and Service returned by kong.router.*; defaults are fake entities.
-	Route   *entities.Route
-	Service *entities.Service
-
-	// ServiceResponse is the upstream response, for the "response" and "log"
-	// phases (kong.service.response.*, kong.response.get_*).
-	ServiceResponse *ServiceResponse
-
-	StartTime time.Time // kong.nginx.req_start_time; default: event start
-}
-
-// ServiceResponse is a simulated upstream response.
-type ServiceResponse struct {
-	Status  int
-	Headers map[string][]string
-	Body    []byte
 }
 
 // Consumer is a Kong consumer entity. Kong only loads consumers by id when the
@@ -96,23 +63,14 @@ type Result struct {
 	ExitHeaders map[string][]string // as passed to kong.response.exit (keys as given)
 
 	// Upstream request changes. Keys are canonical (http.CanonicalHeaderKey).
-	UpstreamSet     map[string][]string // set_header(s)/add_header, minus later clears
+	UpstreamSet     map[string][]string // set_headers, minus later clears
 	UpstreamCleared []string            // clear_header, minus later sets
-	Upstream        UpstreamChanges     // scheme/method/path/query/body/target
-
-	// Downstream response changes (kong.response.set_status/set_header(s)/...).
-	ResponseStatus  int
-	ResponseHeaders map[string][]string
-	ResponseCleared []string
 
 	// After kong.client.authenticate (initially Request.AuthenticatedConsumer/Credential).
 	AuthenticatedConsumer   *Consumer
 	AuthenticatedCredential *Credential
-	ContextShared           map[string]any // kong.ctx.shared after the event: Request.Shared + kong.ctx.shared.set
-	NginxCtx                map[string]any // ngx.ctx after the event: Request.NginxCtx + kong.nginx.set_ctx
-	SerializeValues         map[string]any // kong.log.set_serialize_value
 
-	Logs      []string // kong.log.*, formatted "[level] message"
+	Logs      []string // kong.log.err, formatted "[err] message"
 	Calls     []string // every PDK method called, in order
 	Unhandled []string // PDK methods the harness/Kong could not answer
 
@@ -123,31 +81,6 @@ type Result struct {
 
 	headerOps []headerOp
 }
-
-// UpstreamChanges collects the non-header modifications of the service request.
-type UpstreamChanges struct {
-	Scheme, Method, Path, RawQuery string
-	QuerySet                       bool
-	Body                           []byte
-	BodySet                        bool
-	TargetHost                     string
-	TargetPort                     int
-	UpstreamName                   string
-}
-
-// Count returns how many times method was called.
-func (r *Result) Count(method string) int {
-	n := 0
-	for _, c := range r.Calls {
-		if c == method {
-			n++
-		}
-	}
-	return n
-}
-
-// Called reports whether method was called at least once.
-func (r *Result) Called(method string) bool { return slices.Contains(r.Calls, method) }
 
 // KongError is returned by HandleEvent when Kong itself would have failed the
 // event (the Result is returned too).
@@ -164,20 +97,17 @@ func (e *KongError) Error() string {
 }
 
 type headerOp struct {
-	op    string // "set", "add", "clear"
+	op    string // "set", "clear"
 	name  string
 	value []string
 }
 
 // event is Kong's per-request state while one handle_event is running.
 type event struct {
-	s      *Server
 	phase  string
 	req    Request
 	res    *Result
-	start  time.Time
 	reqHdr headerList
-	rspHdr headerList
 	exit   bool
 }
 
@@ -197,7 +127,7 @@ func (s *Server) HandleEvent(instanceID int, phase string, req Request) (*Result
 	if !slices.Contains(s.info.Phases, phase) {
 		return nil, fmt.Errorf("kongsim: plugin %s does not implement phase %q (phases: %v); Kong would not call it", s.info.Name, phase, s.info.Phases)
 	}
-	ev := newEvent(s, phase, req)
+	ev := newEvent(phase, req)
 	res := ev.res
 
 	c, err := s.getConn()
@@ -226,7 +156,7 @@ func (s *Server) HandleEvent(instanceID int, phase string, req Request) (*Result
 	// answers each with one frame; an empty method frame ends the event, and
 	// the RpcReturn for cmd_handle_event follows.
 	for {
-		m, err := readFrame(c, s.opts.callTimeout)
+		m, err := readFrame(c, callTimeout)
 		if err != nil {
 			_ = c.Close()
 			ev.finish()
@@ -236,7 +166,7 @@ func (s *Server) HandleEvent(instanceID int, phase string, req Request) (*Result
 			break
 		}
 		method := string(m)
-		args, err := readFrame(c, s.opts.callTimeout)
+		args, err := readFrame(c, callTimeout)
 		if err != nil {
 			_ = c.Close()
 			ev.finish()
@@ -269,7 +199,7 @@ func (s *Server) HandleEvent(instanceID int, phase string, req Request) (*Result
 		}
 	}
 
-	reply, err := readFrame(c, s.opts.callTimeout)
+	reply, err := readFrame(c, callTimeout)
 	if err != nil {
 		_ = c.Close()
 		ev.finish()
@@ -286,34 +216,22 @@ func (s *Server) HandleEvent(instanceID int, phase string, req Request) (*Result
 	return res, nil
 }
 
-func newEvent(s *Server, phase string, req Request) *event {
+func newEvent(phase string, req Request) *event {
 	req = req.withDefaults()
 	ev := &event{
-		s:     s,
 		phase: phase,
 		req:   req,
-		start: time.Now(),
 		res: &Result{
-			Phase:           phase,
-			UpstreamSet:     map[string][]string{},
-			ResponseHeaders: map[string][]string{},
-			ContextShared:   copyMap(req.Shared),
-			NginxCtx:        copyMap(req.NginxCtx),
-			SerializeValues: map[string]any{},
+			Phase:                   phase,
+			UpstreamSet:             map[string][]string{},
+			AuthenticatedConsumer:   req.AuthenticatedConsumer,
+			AuthenticatedCredential: req.AuthenticatedCredential,
 		},
 	}
-	if !req.StartTime.IsZero() {
-		ev.start = req.StartTime
-	}
 	ev.reqHdr = newHeaderList(req.Headers)
-	if _, ok := ev.reqHdr.get("host"); !ok && req.Host != "" {
+	if !ev.reqHdr.has("host") {
 		ev.reqHdr = append(ev.reqHdr, hdr{"host", req.hostHeader()})
 	}
-	if req.ServiceResponse != nil && (phase == "response" || phase == "log") {
-		ev.rspHdr = newHeaderList(req.ServiceResponse.Headers)
-	}
-	ev.res.AuthenticatedConsumer = req.AuthenticatedConsumer
-	ev.res.AuthenticatedCredential = req.AuthenticatedCredential
 	return ev
 }
 
@@ -358,23 +276,6 @@ func (r Request) withDefaults() Request {
 		r.Path = "/"
 	}
 	r.RawQuery = strings.TrimPrefix(r.RawQuery, "?")
-	if r.ClientIP == "" {
-		r.ClientIP = "127.0.0.1"
-	}
-	if r.ClientPort == 0 {
-		r.ClientPort = 54321
-	}
-	if r.HTTPVersion == 0 {
-		r.HTTPVersion = 1.1
-	}
-	if r.Route == nil {
-		rt := defaultRoute
-		r.Route = &rt
-	}
-	if r.Service == nil {
-		sv := defaultService
-		r.Service = &sv
-	}
 	return r
 }
 
@@ -385,32 +286,8 @@ func (r Request) hostHeader() string {
 	return fmt.Sprintf("%s:%d", r.Host, r.Port)
 }
 
-func (r Request) requestURI() string {
-	if r.RawQuery == "" {
-		return r.Path
-	}
-	return r.Path + "?" + r.RawQuery
-}
-
-func (r Request) isTrusted(addr string) bool {
-	ip := net.ParseIP(strings.TrimSpace(addr))
-	if ip == nil {
-		return false
-	}
-	for _, t := range r.TrustedIPs {
-		if strings.Contains(t, "/") {
-			if _, n, err := net.ParseCIDR(t); err == nil && n.Contains(ip) {
-				return true
-			}
-		} else if tip := net.ParseIP(t); tip != nil && tip.Equal(ip) {
-			return true
-		}
-	}
-	return false
-}
-
 // UpstreamHeaders returns the request headers the upstream service would
-// receive: in.Headers with the plugin's set/add/clear operations from r
+// receive: in.Headers with the plugin's set/clear operations from r
 // applied in order. Kong's own additions (Host rewriting, X-Forwarded-*) are
 // not simulated. Keys are canonicalized.
 func (s *Server) UpstreamHeaders(r *Result, in Request) http.Header {
@@ -419,8 +296,6 @@ func (s *Server) UpstreamHeaders(r *Result, in Request) http.Header {
 		switch op.op {
 		case "set":
 			l.set(op.name, op.value)
-		case "add":
-			l.add(op.name, op.value...)
 		case "clear":
 			l.clear(op.name)
 		}
@@ -431,39 +306,4 @@ func (s *Server) UpstreamHeaders(r *Result, in Request) http.Header {
 		h[k] = append(h[k], e.value)
 	}
 	return h
-}
-
-func copyMap(m map[string]any) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
-var defaultService = entities.Service{
-	Id:             "8e6a7b0e-3c8f-4f49-9a3c-6f1d2b3a4c5d",
-	CreatedAt:      1700000000,
-	UpdatedAt:      1700000000,
-	Name:           "kongsim-service",
-	Retries:        5,
-	Protocol:       "http",
-	Host:           "upstream.kongsim.test",
-	Port:           80,
-	Path:           "/",
-	ConnectTimeout: 60000,
-	WriteTimeout:   60000,
-	ReadTimeout:    60000,
-}
-
-var defaultRoute = entities.Route{
-	Id:                      "0f5e6d7c-8b9a-4c3d-8e2f-1a0b9c8d7e6f",
-	CreatedAt:               1700000000,
-	UpdatedAt:               1700000000,
-	Name:                    "kongsim-route",
-	Protocols:               []string{"http", "https"},
-	Paths:                   []string{"/"},
-	HTTPSRedirectStatusCode: 426,
-	StripPath:               true,
-	Service:                 entities.ServiceKey{Id: defaultService.Id},
 }

@@ -4,14 +4,13 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"strconv"
 	"strings"
 )
 
 // hdr is one header line as nginx stores it.
 type hdr struct{ name, value string }
 
-// headerList is nginx's ordered list of request (or response) header lines.
+// headerList is nginx's ordered list of request header lines.
 type headerList []hdr
 
 // newHeaderList builds the list from a map, lowercasing names (nginx exposes
@@ -37,41 +36,14 @@ func newHeaderList(m map[string][]string) headerList {
 	return l
 }
 
-// varKey is the nginx $http_* normalization: case-insensitive, "-" == "_".
-func varKey(name string) string {
-	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
-}
-
-// get mimics ngx.var["http_"..name]: all matching lines joined with ", " (with
-// "; " for Cookie), as nginx >= 1.23 does.
-func (l headerList) get(name string) (string, bool) {
-	k := varKey(name)
-	var vals []string
+// has reports whether a line named name (case-insensitive) is present.
+func (l headerList) has(name string) bool {
 	for _, e := range l {
-		if varKey(e.name) == k {
-			vals = append(vals, e.value)
+		if strings.EqualFold(e.name, name) {
+			return true
 		}
 	}
-	if len(vals) == 0 {
-		return "", false
-	}
-	sep := ", "
-	if k == "cookie" {
-		sep = "; "
-	}
-	return strings.Join(vals, sep), true
-}
-
-// first returns the first matching line, like the table lookups Kong does on
-// get_headers() results.
-func (l headerList) first(name string) (string, bool) {
-	k := varKey(name)
-	for _, e := range l {
-		if varKey(e.name) == k {
-			return e.value, true
-		}
-	}
-	return "", false
+	return false
 }
 
 func (l *headerList) clear(name string) {
@@ -95,83 +67,24 @@ func (l *headerList) add(name string, values ...string) {
 	}
 }
 
-// table mimics ngx.req.get_headers(max): lowercase keys, a string for a single
-// line, a list for repeated lines; at most max lines are read.
-func (l headerList) table(max int) map[string]any {
-	out := map[string]any{}
+// table mimics ngx.req.get_headers(max): lowercase keys, each with its
+// lines' values (a string for one line, a list for repeated lines once
+// encoded); at most max lines are read.
+func (l headerList) table(max int) map[string][]string {
+	out := map[string][]string{}
 	for i, e := range l {
 		if i >= max {
 			break
 		}
-		k := strings.ToLower(e.name)
-		switch cur := out[k].(type) {
-		case nil:
-			out[k] = e.value
-		case string:
-			out[k] = []any{cur, e.value}
-		case []any:
-			out[k] = append(cur, e.value)
-		}
+		out[e.name] = append(out[e.name], e.value)
 	}
 	return out
 }
 
-// queryArg is one decoded query argument: a string, or boolean true for "?foo".
-type queryArg struct {
-	key   string
-	value any
-}
-
-// parseArgs mimics ngx.req.get_uri_args(max) / ngx.decode_args.
-func parseArgs(raw string, max int) []queryArg {
-	var out []queryArg
-	if raw == "" {
-		return nil
-	}
-	for _, part := range strings.Split(raw, "&") {
-		if max > 0 && len(out) >= max {
-			break
-		}
-		if part == "" {
-			continue
-		}
-		k, v, hasEq := strings.Cut(part, "=")
-		k = unescapeArg(k)
-		if k == "" {
-			continue
-		}
-		if !hasEq {
-			out = append(out, queryArg{k, true})
-			continue
-		}
-		out = append(out, queryArg{k, unescapeArg(v)})
-	}
-	return out
-}
-
-func argsTable(args []queryArg) map[string]any {
-	out := map[string]any{}
-	for _, a := range args {
-		switch cur := out[a.key].(type) {
-		case nil:
-			out[a.key] = a.value
-		case []any:
-			out[a.key] = append(cur, a.value)
-		default:
-			out[a.key] = []any{cur, a.value}
-		}
-	}
-	return out
-}
-
-// unescapeArg is ngx.unescape_uri for arguments: "+" is a space, invalid
-// escapes are kept verbatim.
-func unescapeArg(s string) string {
-	s = strings.ReplaceAll(s, "+", " ")
-	return percentDecode(s, func(byte) bool { return true })
-}
-
-func percentDecode(s string, decode func(byte) bool) string {
+// percentDecode decodes the escapes of s the way kong.tools.uri does: every
+// escape except those of the reserved characters !*'();:@&=+$,/?%#[], which
+// are uppercased instead. Invalid escapes are kept verbatim.
+func percentDecode(s string) string {
 	if !strings.Contains(s, "%") {
 		return s
 	}
@@ -179,7 +92,7 @@ func percentDecode(s string, decode func(byte) bool) string {
 	for i := 0; i < len(s); i++ {
 		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
 			c := unhex(s[i+1])<<4 | unhex(s[i+2])
-			if decode(c) {
+			if strings.IndexByte("!*'();:@&=+$,/?%#[]", c) < 0 {
 				b.WriteByte(c)
 			} else {
 				b.WriteByte('%')
@@ -208,17 +121,11 @@ func unhex(c byte) byte {
 	}
 }
 
-// notReserved: kong.tools.uri decodes every escape except the reserved
-// characters !*'();:@&=+$,/?%#[] (whose escapes are uppercased instead).
-func notReserved(c byte) bool {
-	return !strings.ContainsRune("!*'();:@&=+$,/?%#[]", rune(c))
-}
-
 // normalizePath follows kong.tools.uri.normalize(path, true) as used by
 // kong.request.get_path: percent-decode non-reserved characters, uppercase the
 // remaining escapes, resolve dot segments and merge duplicate slashes.
 func normalizePath(p string) string {
-	p = percentDecode(p, notReserved)
+	p = percentDecode(p)
 	if p == "" {
 		return "/"
 	}
@@ -271,5 +178,3 @@ func luaToString(v any) string {
 		return fmt.Sprint(x)
 	}
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }

@@ -25,30 +25,16 @@ import (
 type Option func(*options)
 
 type options struct {
-	callTimeout  time.Duration
-	startTimeout time.Duration
-	logOutput    io.Writer
-	rawConfig    bool
-	env          []string
-	args         []string
-	nodeID       string
+	env  []string
+	args []string
 }
 
-// WithTimeout bounds every single read from the plugin socket (each RPC reply
-// and each PDK call inside an event). Default 10s.
-func WithTimeout(d time.Duration) Option { return func(o *options) { o.callTimeout = d } }
-
-// WithStartTimeout bounds how long Start waits for the socket. Default 15s.
-func WithStartTimeout(d time.Duration) Option { return func(o *options) { o.startTimeout = d } }
-
-// WithLogOutput copies the plugin process's stdout/stderr to w (for example a
-// writer that calls t.Log) in addition to the buffer behind Server.Output.
-func WithLogOutput(w io.Writer) Option { return func(o *options) { o.logOutput = w } }
-
-// WithRawConfig makes StartInstance send the configuration bytes unchanged.
-// By default, like Kong 3.x, the keys "__key__", "__seq__" and "__plugin_id"
-// are added to the JSON object (go-pdk uses __seq__ as the instance id).
-func WithRawConfig() Option { return func(o *options) { o.rawConfig = true } }
+// Timeouts: every single read from the plugin socket (each RPC reply and
+// each PDK call inside an event), and the wait for the socket in Start.
+const (
+	callTimeout  = 10 * time.Second
+	startTimeout = 15 * time.Second
+)
 
 // WithEnv adds "KEY=value" entries to the plugin process environment. Like
 // Kong, whose nginx clears a worker's environment except TZ and the names of
@@ -60,18 +46,13 @@ func WithEnv(kv ...string) Option { return func(o *options) { o.env = append(o.e
 // KONG_PLUGINSERVER_<NAME>_START_CMD with arguments would.
 func WithArgs(args ...string) Option { return func(o *options) { o.args = append(o.args, args...) } }
 
-// WithNodeID sets what kong.node.get_id returns.
-func WithNodeID(id string) Option { return func(o *options) { o.nodeID = id } }
-
 // Server is a running plugin-server process, seen from Kong's side. All methods
 // are safe for concurrent use; like Kong, every RPC uses its own connection,
 // taken from a small keep-alive pool.
 type Server struct {
-	binary string
 	dir    string
 	socket string
 	info   PluginInfo
-	opts   options
 
 	cmd    *exec.Cmd
 	output *syncBuffer
@@ -93,11 +74,7 @@ type Server struct {
 // "binary -dump" for the plugin info, then launches "binary -kong-prefix
 // <tmpdir>" and waits until <tmpdir>/<binary-name>.socket accepts connections.
 func Start(binary string, opts ...Option) (*Server, error) {
-	o := options{
-		callTimeout:  10 * time.Second,
-		startTimeout: 15 * time.Second,
-		nodeID:       "b4b1c1f2-6a57-4a5c-9bd6-6b7d2e9b6e01",
-	}
+	var o options
 	for _, f := range opts {
 		f(&o)
 	}
@@ -117,22 +94,16 @@ func Start(binary string, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		binary: abs,
 		dir:    dir,
 		socket: filepath.Join(dir, filepath.Base(abs)+".socket"),
 		info:   dump.Plugins[0],
-		opts:   o,
 		output: &syncBuffer{},
 		exited: make(chan struct{}),
 	}
-	var out io.Writer = s.output
-	if o.logOutput != nil {
-		out = io.MultiWriter(s.output, o.logOutput)
-	}
 	s.cmd = exec.Command(abs, append([]string{"-kong-prefix", dir}, o.args...)...)
 	s.cmd.Dir = dir
-	s.cmd.Stdout = out
-	s.cmd.Stderr = out
+	s.cmd.Stdout = s.output
+	s.cmd.Stderr = s.output
 	s.cmd.Env = []string{} // nil would mean "inherit"
 	if tz, ok := os.LookupEnv("TZ"); ok {
 		s.cmd.Env = append(s.cmd.Env, "TZ="+tz)
@@ -147,7 +118,7 @@ func Start(binary string, opts ...Option) (*Server, error) {
 		close(s.exited)
 	}()
 
-	deadline := time.Now().Add(o.startTimeout)
+	deadline := time.Now().Add(startTimeout)
 	for {
 		c, err := net.Dial("unix", s.socket)
 		if err == nil {
@@ -162,19 +133,10 @@ func Start(binary string, opts ...Option) (*Server, error) {
 		}
 		if time.Now().After(deadline) {
 			_ = s.Close()
-			return nil, fmt.Errorf("kongsim: socket %s not ready after %v: %v; output:\n%s", s.socket, o.startTimeout, err, s.output.String())
+			return nil, fmt.Errorf("kongsim: socket %s not ready after %v: %v; output:\n%s", s.socket, startTimeout, err, s.output.String())
 		}
 	}
 }
-
-// Info returns the plugin description obtained from -dump.
-func (s *Server) Info() PluginInfo { return s.info }
-
-// Name is the plugin name (from -dump; equals the binary's base name).
-func (s *Server) Name() string { return s.info.Name }
-
-// SocketPath is the unix socket the plugin server listens on.
-func (s *Server) SocketPath() string { return s.socket }
 
 // Output returns everything the plugin process wrote to stdout/stderr so far
 // (go-pdk logs errors there, e.g. "no plugin instance 3").
@@ -342,7 +304,7 @@ func (s *Server) call(what string, rc *kpp.RpcCall) (*kpp.RpcReturn, error) {
 		_ = c.Close()
 		return nil, s.connError(what, err, outBefore)
 	}
-	reply, err := readFrame(c, s.opts.callTimeout)
+	reply, err := readFrame(c, callTimeout)
 	if err != nil {
 		_ = c.Close()
 		return nil, s.connError(what, err, outBefore)
@@ -363,42 +325,22 @@ func (s *Server) call(what string, rc *kpp.RpcCall) (*kpp.RpcReturn, error) {
 // ---------------------------------------------------------------------------
 // instances
 
-// InstanceStatus is what the plugin server reports about an instance. go-pdk
-// 0.11 does not send the decoded config back over protobuf, and reports the
-// name as "---" for get-status/close.
-type InstanceStatus struct {
-	Name      string
-	ID        int
-	StartedAt time.Time
-}
-
-func statusFrom(ret *kpp.RpcReturn) (InstanceStatus, error) {
-	st := ret.GetInstanceStatus()
-	if st == nil {
-		return InstanceStatus{}, errors.New("kongsim: reply carries no instance_status")
-	}
-	return InstanceStatus{Name: st.Name, ID: int(st.InstanceId), StartedAt: time.Unix(st.StartedAt, 0)}, nil
-}
-
 // StartInstance sends cmd_start_instance with the JSON configuration, exactly
-// as Kong does (config = cjson.encode(conf)). Unless WithRawConfig was given,
-// Kong's bookkeeping keys __key__, __seq__ and __plugin_id are added first.
+// as Kong does (config = cjson.encode(conf)), after adding Kong's bookkeeping
+// keys __key__, __seq__ and __plugin_id (go-pdk uses __seq__ as the instance
+// id). It returns the instance id.
 func (s *Server) StartInstance(name string, config []byte) (int, error) {
-	cfg := config
-	if !s.opts.rawConfig {
-		cfg = s.decorateConfig(name, config)
-	}
 	ret, err := s.call("cmd_start_instance", &kpp.RpcCall{Call: &kpp.RpcCall_CmdStartInstance{
-		CmdStartInstance: &kpp.CmdStartInstance{Name: name, Config: cfg},
+		CmdStartInstance: &kpp.CmdStartInstance{Name: name, Config: s.decorateConfig(name, config)},
 	}})
 	if err != nil {
 		return 0, err
 	}
-	st, err := statusFrom(ret)
-	if err != nil {
-		return 0, err
+	st := ret.GetInstanceStatus()
+	if st == nil {
+		return 0, errors.New("kongsim: reply carries no instance_status")
 	}
-	return st.ID, nil
+	return int(st.InstanceId), nil
 }
 
 func (s *Server) decorateConfig(name string, config []byte) []byte {
@@ -426,29 +368,6 @@ func (s *Server) decorateConfig(name string, config []byte) []byte {
 		return config
 	}
 	return out
-}
-
-// InstanceStatus sends cmd_get_instance_status.
-func (s *Server) InstanceStatus(id int) (InstanceStatus, error) {
-	ret, err := s.call("cmd_get_instance_status", &kpp.RpcCall{Call: &kpp.RpcCall_CmdGetInstanceStatus{
-		CmdGetInstanceStatus: &kpp.CmdGetInstanceStatus{InstanceId: int32(id)},
-	}})
-	if err != nil {
-		return InstanceStatus{}, err
-	}
-	return statusFrom(ret)
-}
-
-// CloseInstance sends cmd_close_instance.
-func (s *Server) CloseInstance(id int) error {
-	ret, err := s.call("cmd_close_instance", &kpp.RpcCall{Call: &kpp.RpcCall_CmdCloseInstance{
-		CmdCloseInstance: &kpp.CmdCloseInstance{InstanceId: int32(id)},
-	}})
-	if err != nil {
-		return err
-	}
-	_, err = statusFrom(ret)
-	return err
 }
 
 // ---------------------------------------------------------------------------

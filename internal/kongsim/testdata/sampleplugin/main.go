@@ -1,5 +1,7 @@
-// Command sampleplugin is a tiny go-pdk plugin used to test kongsim. It is
-// under testdata/ so that "go build ./..." and "go vet ./..." skip it.
+// Command sampleplugin is a tiny go-pdk plugin used to test kongsim: it makes
+// the PDK calls kongsim answers (those of the keycloak-jwt plugin) and a few
+// it does not. It is under testdata/ so that "go build ./..." and "go vet
+// ./..." skip it.
 package main
 
 import (
@@ -11,7 +13,6 @@ import (
 	"github.com/Kong/go-pdk/client"
 	"github.com/Kong/go-pdk/server"
 	"github.com/Kong/go-pdk/server/kong_plugin_protocol"
-	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // Version and Priority are reported through -dump.
@@ -26,11 +27,16 @@ type Config struct {
 	TokenHeader  string   `json:"token_header"`  // upstream header receiving the bearer token
 	InstanceTag  string   `json:"instance_tag"`  // sent upstream as X-Instance
 	ClearHeaders []string `json:"clear_headers"` // removed from the upstream request
+	EmptyHeaders []string `json:"empty_headers"` // set to no value (removed) upstream
 	// LoadConsumer, when set, is looked up with load_consumer(value, by_username)
 	// and authenticated.
 	LoadConsumer string `json:"load_consumer"`
 	ByUsername   bool   `json:"by_username"`
-	// Probe selects test behaviours: "getters", "unknown", "ctx", "rewrite_auth".
+	// MaxHeaders is what the "max_headers" probe asks get_headers for.
+	MaxHeaders int `json:"max_headers"`
+	// Probe selects test behaviours: "getters", "unknown", "unsimulated",
+	// "max_headers", "bad_exit", "authenticate_nothing", "panic",
+	// "rewrite_auth".
 	Probe string `json:"probe"`
 }
 
@@ -45,32 +51,36 @@ func (c *Config) Access(kong *pdk.PDK) {
 		return
 	case "panic":
 		panic("sampleplugin: boom")
-	case "unknown":
-		out := new(kong_plugin_protocol.String)
-		if err := kong.Request.Ask("kong.request.get_forwarded_path", nil, out); err != nil {
-			_ = kong.Log.Err("ask: ", err.Error())
+	case "unknown", "unsimulated":
+		if c.Probe == "unknown" {
+			// Not a PDK method at all.
+			out := new(kong_plugin_protocol.String)
+			_ = kong.Request.Ask("kong.request.get_forwarded_path", nil, out)
+		} else {
+			// A PDK method kongsim does not simulate.
+			_, _ = kong.Request.GetScheme()
 		}
-		_ = kong.ServiceRequest.SetHeader("X-After-Unknown", "yes")
+		_ = kong.ServiceRequest.SetHeaders(map[string][]string{"X-After": {"yes"}})
 		return
-	case "ctx":
-		v, _ := kong.Ctx.GetSharedString("in")
-		_ = kong.Ctx.SetShared("out", "got:"+v)
-		_ = kong.Ctx.SetShared("num", 42)
-		_ = kong.Nginx.SetCtx("nctx", "n1")
-		n, _ := kong.Nginx.GetCtxString("nctx")
-		_ = kong.ServiceRequest.SetHeader("X-Nginx-Ctx", n)
-		_ = kong.Log.Warn("count=", 3, " ok=", true)
-		// go-pdk 0.11 has no wrapper for kong.log.set_serialize_value.
-		_ = kong.Log.Ask("kong.log.set_serialize_value",
-			&kong_plugin_protocol.KV{K: "custom.field", V: structpb.NewStringValue("v1")}, nil)
-		s, _ := kong.Log.Serialize()
-		_ = kong.ServiceRequest.SetHeader("X-Serialized-Len", strconv.Itoa(len(s)))
+	case "max_headers":
+		_, _ = kong.Request.GetHeaders(c.MaxHeaders)
+		return
+	case "bad_exit":
+		kong.Response.Exit(99, nil, nil)
+		return
+	case "authenticate_nothing":
+		// go-pdk's Authenticate refuses this itself; Kong does too.
+		_ = kong.Client.Ask("kong.client.authenticate", &kong_plugin_protocol.AuthenticateArgs{}, nil)
 		return
 	}
 
-	auth, err := kong.Request.GetHeader("Authorization")
+	in, err := kong.Request.GetHeaders(-1)
 	if err != nil {
-		_ = kong.Log.Err("get_header failed: ", err.Error())
+		_ = kong.Log.Err("get_headers failed: ", err.Error())
+	}
+	var auth string
+	if v := in["authorization"]; len(v) > 0 {
+		auth = v[0]
 	}
 	if auth == "" {
 		kong.Response.Exit(401, []byte(`{"message":"Unauthorized"}`), map[string][]string{
@@ -85,10 +95,11 @@ func (c *Config) Access(kong *pdk.PDK) {
 	if hdrName == "" {
 		hdrName = "X-Token"
 	}
-	if err := kong.ServiceRequest.SetHeaders(map[string][]string{
-		hdrName:      {token},
-		"X-Instance": {c.InstanceTag},
-	}); err != nil {
+	set := map[string][]string{hdrName: {token}, "X-Instance": {c.InstanceTag}}
+	for _, h := range c.EmptyHeaders {
+		set[h] = []string{}
+	}
+	if err := kong.ServiceRequest.SetHeaders(set); err != nil {
 		_ = kong.Log.Err("set_headers: ", err.Error())
 	}
 	for _, h := range c.ClearHeaders {
@@ -105,10 +116,10 @@ func (c *Config) Access(kong *pdk.PDK) {
 		if err := kong.Client.Authenticate(&consumer, &cred); err != nil {
 			_ = kong.Log.Err("authenticate: ", err.Error())
 		}
-		_ = kong.Ctx.SetShared("sample.consumer", consumer.Username)
-		_ = kong.ServiceRequest.SetHeader("X-Consumer-Username", consumer.Username)
+		_ = kong.ServiceRequest.SetHeaders(map[string][]string{"X-Consumer-Username": {consumer.Username}})
 	}
-	_ = kong.Log.Info("authorized token ", token)
+	// Numbers and booleans are formatted as Lua's tostring does.
+	_ = kong.Log.Err("authorized token ", token, " (", 2, " ", true, ")")
 }
 
 // Rewrite implements the rewrite phase.
@@ -117,33 +128,10 @@ func (c *Config) Rewrite(kong *pdk.PDK) {
 		// Not allowed in rewrite: Kong raises an error.
 		_ = kong.Client.Authenticate(nil, &client.AuthenticatedCredential{Id: "x"})
 	}
-	_ = kong.Log.Debug("rewrite done")
+	_ = kong.Log.Err("rewrite done")
 }
 
-// Response implements the response phase (buffered proxying).
-func (c *Config) Response(kong *pdk.PDK) {
-	st, _ := kong.ServiceResponse.GetStatus()
-	up, _ := kong.ServiceResponse.GetHeader("X-Upstream")
-	body, _ := kong.ServiceResponse.GetRawBody()
-	rs, _ := kong.Response.GetStatus()
-	src, _ := kong.Response.GetSource()
-	_ = kong.Response.SetHeader("X-Seen", strconv.Itoa(st)+"|"+up+"|"+string(body)+"|"+strconv.Itoa(rs)+"|"+src)
-	_ = kong.Response.AddHeader("X-Multi", "1")
-	_ = kong.Response.AddHeader("X-Multi", "2")
-	_ = kong.Response.ClearHeader("X-Secret")
-	if st >= 500 {
-		kong.Response.Exit(502, []byte("bad gateway"), nil)
-	}
-}
-
-// Log implements the log phase.
-func (c *Config) Log(kong *pdk.PDK) {
-	s, _ := kong.Log.Serialize()
-	cons, _ := kong.Client.GetConsumer()
-	_ = kong.Log.Notice("served ", cons.Username, " ", len(s) > 0)
-}
-
-// getters calls many PDK getters and reports the answers as upstream headers.
+// getters calls the PDK getters and reports the answers as upstream headers.
 func (c *Config) getters(kong *pdk.PDK) {
 	set := map[string][]string{}
 	put := func(k string, v string, err error) {
@@ -152,78 +140,19 @@ func (c *Config) getters(kong *pdk.PDK) {
 		}
 		set[k] = []string{v}
 	}
-	putJSON := func(k string, v any, err error) {
-		b, _ := json.Marshal(v)
-		put(k, string(b), err)
-	}
 	s, err := kong.Request.GetMethod()
 	put("X-Method", s, err)
-	s, err = kong.Request.GetScheme()
-	put("X-Scheme", s, err)
-	s, err = kong.Request.GetHost()
-	put("X-Host", s, err)
-	n, err := kong.Request.GetPort()
-	put("X-Port", strconv.Itoa(n), err)
 	s, err = kong.Request.GetPath()
 	put("X-Path", s, err)
 	s, err = kong.Request.GetRawQuery()
 	put("X-Raw-Query", s, err)
-	s, err = kong.Request.GetPathWithQuery()
-	put("X-Path-With-Query", s, err)
-	s, err = kong.Request.GetQueryArg("q")
-	put("X-Query-Q", s, err)
-	q, err := kong.Request.GetQuery(-1)
-	putJSON("X-Query", q, err)
 	h, err := kong.Request.GetHeaders(-1)
-	putJSON("X-Headers", h, err)
+	b, _ := json.Marshal(h)
+	put("X-Headers", string(b), err)
 	h, err = kong.Request.GetHeaders(2)
 	put("X-Headers-Max2", strconv.Itoa(len(h)), err)
-	s, err = kong.Request.GetHeader("x_multi")
-	put("X-Multi", s, err)
-	s, err = kong.Request.GetForwardedHost()
-	put("X-Fwd-Host", s, err)
-	s, err = kong.Request.GetForwardedScheme()
-	put("X-Fwd-Scheme", s, err)
-	n, err = kong.Request.GetForwardedPort()
-	put("X-Fwd-Port", strconv.Itoa(n), err)
-	f, err := kong.Request.GetHttpVersion()
-	put("X-Http-Version", strconv.FormatFloat(f, 'f', -1, 64), err)
-	b, err := kong.Request.GetRawBody()
-	put("X-Body", string(b), err)
-	s, err = kong.Client.GetIp()
-	put("X-Client-Ip", s, err)
-	s, err = kong.Client.GetForwardedIp()
-	put("X-Client-Fwd-Ip", s, err)
-	n, err = kong.Client.GetPort()
-	put("X-Client-Port", strconv.Itoa(n), err)
-	s, err = kong.Client.GetProtocol(true)
-	put("X-Protocol", s, err)
-	cons, err := kong.Client.GetConsumer()
-	put("X-Pre-Consumer", cons.Username, err)
 	cred, err := kong.Client.GetCredential()
-	put("X-Pre-Credential", cred.Id, err)
-	route, err := kong.Router.GetRoute()
-	put("X-Route", route.Name+"|"+route.Service.Id, err)
-	svc, err := kong.Router.GetService()
-	put("X-Service", svc.Name+"|"+svc.Host+"|"+strconv.Itoa(svc.Port), err)
-	s, err = kong.Node.GetId()
-	put("X-Node-Id", s, err)
-	ms, err := kong.Node.GetMemoryStats()
-	put("X-Mem", strconv.FormatInt(ms.LuaSharedDicts.Kong.Capacity, 10), err)
-	s, err = kong.Nginx.GetVar("request_uri")
-	put("X-Var-Request-Uri", s, err)
-	s, err = kong.Nginx.GetVar("no_such_var")
-	put("X-Var-Missing", s, err)
-	s, err = kong.Nginx.GetSubsystem()
-	put("X-Subsystem", s, err)
-	f, err = kong.Nginx.ReqStartTime()
-	put("X-Start-Positive", strconv.FormatBool(f > 0), err)
-	ok, err := kong.IP.IsTrusted("10.1.2.3")
-	put("X-Trusted", strconv.FormatBool(ok), err)
-	v, err := kong.Ctx.GetSharedAny("preset")
-	putJSON("X-Shared-Preset", v, err)
-	v, err = kong.Ctx.GetSharedAny("missing")
-	putJSON("X-Shared-Missing", v, err)
+	put("X-Pre-Credential", cred.Id+"|"+cred.ConsumerId, err)
 	_ = kong.ServiceRequest.SetHeaders(set)
 }
 
