@@ -158,3 +158,13 @@ func TestDisabledClientGetsNoToken(t *testing.T) {
 		t.Logf("%s: disabled client → %d %s (%s)", m, status, tr.Error, tr.ErrorDescription)
 	}
 }
+
+// TestOptionalScopeNotGranted: an optional scope the client does not have
+// is refused at the token endpoint (400 invalid_scope), as testidp does.
+func TestOptionalScopeNotGranted(t *testing.T) {
+	k := keycloak(t)
+	status, tr := k.requestToken(t, ordersService, demoSecret(ordersService), secretBasic, "orders:export")
+	if status != http.StatusBadRequest || tr.Error != "invalid_scope" || tr.AccessToken != "" {
+		t.Errorf("orders-service asking for orders:export: %d %s %s", status, tr.Error, tr.ErrorDescription)
+	}
+}
