@@ -362,15 +362,27 @@ func compileRoute(field string, rc Route) (*route, error) {
 	return &route{name: routeName(rc.Prefix, methods), prefix: rc.Prefix, methods: methods, public: rc.Public}, nil
 }
 
+// Errors lists the problems of a configuration error: the errors joined
+// in it (nested joins flattened), or err itself.
+func Errors(err error) []error {
+	if err == nil {
+		return nil
+	}
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range j.Unwrap() {
+		out = append(out, Errors(e)...)
+	}
+	return out
+}
+
 // renameFields renames the fields of every ConfigError in err (a joined
 // error or a single one).
 func renameFields(err error, rename func(string) string) error {
-	var list []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		list = j.Unwrap()
-	} else {
-		list = []error{err}
-	}
+	list := Errors(err)
 	out := make([]error, 0, len(list))
 	for _, e := range list {
 		var ce *policy.ConfigError

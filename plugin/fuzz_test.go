@@ -75,8 +75,8 @@ func FuzzLint(f *testing.F) {
 			}
 			return
 		}
-		if len(findings) > n {
-			t.Fatalf("%d findings for %d entries", len(findings), n)
+		if n == 0 && len(findings) > 0 {
+			t.Fatalf("%d findings for no entry", len(findings))
 		}
 		for _, fd := range findings {
 			if fd.Where == "" || fd.Err == nil {

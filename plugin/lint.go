@@ -9,6 +9,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/keycloak-jwt/keycloak-jwt/authz"
 	"github.com/keycloak-jwt/keycloak-jwt/jwks"
 	"github.com/keycloak-jwt/keycloak-jwt/policy"
 )
@@ -73,9 +74,12 @@ func Lint(doc []byte, opts LintOptions) (int, []Finding, error) {
 			continue
 		}
 		if _, err := Compile(cfg, policy.Deps{Keys: cache}); err != nil {
-			var ce *policy.ConfigError
-			warn := opts.IgnoreMissingKeys && errors.As(err, &ce) && strings.HasPrefix(ce.Field, "upstream_jwt.private_key")
-			findings = append(findings, Finding{Where: e.where, Err: err, Warning: warn})
+			// One finding per problem: Compile reports every one at once.
+			for _, err := range authz.Errors(err) {
+				var ce *policy.ConfigError
+				warn := opts.IgnoreMissingKeys && errors.As(err, &ce) && strings.HasPrefix(ce.Field, "upstream_jwt.private_key")
+				findings = append(findings, Finding{Where: e.where, Err: err, Warning: warn})
+			}
 		}
 	}
 	return len(entries), findings, nil

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/Kong/go-pdk/test"
@@ -95,5 +96,27 @@ func TestCompileNamesFields(t *testing.T) {
 		if !errors.As(err, &ce) || ce.Field != field {
 			t.Errorf("%s: err %v, want field %s", extra, err, field)
 		}
+	}
+}
+
+// TestLintReportsEveryProblem: one finding per problem of an entry, each
+// naming its field, not one per entry.
+func TestLintReportsEveryProblem(t *testing.T) {
+	doc := []byte("plugins:\n- name: keycloak-jwt\n  config:\n    issuers: [{issuer: 'https://sso.example.com/realms/a'}]\n" +
+		"    audiences: []\n    scopes_match: some\n    jwks: {min_ttl_seconds: 7200, max_ttl_seconds: 3600}\n")
+	n, findings, err := Lint(doc, LintOptions{})
+	if err != nil || n != 1 {
+		t.Fatalf("%d entries, %v", n, err)
+	}
+	var fields []string
+	for _, f := range findings {
+		var ce *policy.ConfigError
+		if !errors.As(f.Err, &ce) {
+			t.Fatalf("finding without a field: %v", f)
+		}
+		fields = append(fields, ce.Field)
+	}
+	if strings.Join(fields, ",") != "jwks.min_ttl_seconds,audiences,scopes_match" {
+		t.Fatalf("findings %v", findings)
 	}
 }
