@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -51,8 +50,7 @@ func TestUsage(t *testing.T) {
 // TestSidecarBinaryCarriesNoTestSupport: the production sidecar links
 // neither the demo nor the Keycloak-shaped test issuer.
 func TestSidecarBinaryCarriesNoTestSupport(t *testing.T) {
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	out, err := exec.Command(goTool, "list", "-deps", "github.com/keycloak-jwt/keycloak-jwt/cmd/keycloak-jwt-sidecar").CombinedOutput()
+	out, err := exec.Command("go", "list", "-deps", "github.com/keycloak-jwt/keycloak-jwt/cmd/keycloak-jwt-sidecar").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}

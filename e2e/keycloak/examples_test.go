@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -88,8 +87,7 @@ func TestExampleGoClient(t *testing.T) {
 	k := keycloak(t)
 	g := startSidecar(t, k, nil)
 	bin := filepath.Join(t.TempDir(), "go-client")
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if out, err := exec.Command(goTool, "build", "-o", bin, filepath.Join(repoRoot, "examples/go-client")).CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(repoRoot, "examples/go-client")).CombinedOutput(); err != nil {
 		t.Fatalf("go build examples/go-client: %v\n%s", err, out)
 	}
 	env := []string{"TOKEN_URL=" + k.tokenURL(), "API_URL=" + g.url + "/orders", "COUNT=2", "INTERVAL=0s", "CLIENT_SECRET=", "SCOPE="}

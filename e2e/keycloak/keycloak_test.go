@@ -239,19 +239,6 @@ func (k *kc) admin(t *testing.T, method, path string, in, out any) http.Header {
 	return resp.Header
 }
 
-// clientUUID returns the internal id of a client of the demo realm.
-func (k *kc) clientUUID(t *testing.T, clientID string) string {
-	t.Helper()
-	var found []struct {
-		ID string `json:"id"`
-	}
-	k.admin(t, http.MethodGet, "/clients?clientId="+url.QueryEscape(clientID), nil, &found)
-	if len(found) != 1 {
-		t.Fatalf("client %s: %d found", clientID, len(found))
-	}
-	return found[0].ID
-}
-
 // createClient creates a confidential service-account client like the demo
 // ones (the audience scope, orders:read) with the given extra attributes and
 // representation fields, and deletes it when the test ends. A client left
