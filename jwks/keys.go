@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
@@ -34,23 +33,17 @@ func (k *Key) Allows(alg string) bool {
 	if k.Alg != "" && k.Alg != alg {
 		return false
 	}
+	a, ok := LookupAlgorithm(alg)
+	if !ok {
+		return false
+	}
 	switch pub := k.Public.(type) {
 	case *rsa.PublicKey:
-		switch alg {
-		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":
-			return true
-		}
+		return a.Family == FamilyRSA || a.Family == FamilyPSS
 	case *ecdsa.PublicKey:
-		switch alg {
-		case "ES256":
-			return pub.Curve == elliptic.P256()
-		case "ES384":
-			return pub.Curve == elliptic.P384()
-		case "ES512":
-			return pub.Curve == elliptic.P521()
-		}
+		return a.Family == FamilyEC && pub.Curve == a.Curve
 	case ed25519.PublicKey:
-		return alg == "EdDSA" || alg == "Ed25519"
+		return a.Family == FamilyEdDSA
 	}
 	return false
 }
@@ -203,9 +196,7 @@ func parseKey(raw json.RawMessage) (*Key, string) {
 	if len(hdr.KeyOps) > 0 && !contains(hdr.KeyOps, "verify") {
 		return nil, label + `: key_ops lacks "verify"`
 	}
-	switch hdr.Alg {
-	case "", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519":
-	default:
+	if _, ok := LookupAlgorithm(hdr.Alg); !ok && hdr.Alg != "" {
 		return nil, label + ": algorithm not usable for signatures"
 	}
 	switch hdr.Kty {

@@ -103,8 +103,8 @@ func (j JWKSConfig) toJWKS() jwks.Config {
 	}
 }
 
-// Algorithms the engine can verify.
-var supportedAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+// Algorithms the engine can verify: the one table, in jwks.
+var supportedAlgs = jwks.AlgorithmNames()
 
 // ConfigError names the field that is wrong.
 type ConfigError struct {
@@ -306,16 +306,15 @@ func (c Config) compileRules() (*rules, error) {
 		r.algs = []string{"RS256"}
 	}
 	for i, a := range r.algs {
-		if a == "Ed25519" {
-			a, r.algs[i] = "EdDSA", "EdDSA"
+		if alg, ok := jwks.LookupAlgorithm(a); ok {
+			r.algs[i] = alg.Name // "Ed25519" is EdDSA
+			continue
 		}
-		if !contains(supportedAlgs, a) {
-			why := "not supported"
-			if strings.HasPrefix(strings.ToUpper(a), "HS") || strings.EqualFold(a, "none") {
-				why = "never allowed (a shared secret or no signature cannot authenticate a realm's token)"
-			}
-			add(cfgErr(fmt.Sprintf("algorithms[%d]", i), "%q is %s; choose from %v", a, why, supportedAlgs))
+		why := "not supported"
+		if strings.HasPrefix(strings.ToUpper(a), "HS") || strings.EqualFold(a, "none") {
+			why = "never allowed (a shared secret or no signature cannot authenticate a realm's token)"
 		}
+		add(cfgErr(fmt.Sprintf("algorithms[%d]", i), "%q is %s; choose from %v", a, why, supportedAlgs))
 	}
 	types, err := nonEmpty("token_types", c.TokenTypes)
 	add(err)

@@ -254,21 +254,25 @@ func checkHeader(h *header) (reason, detail string) {
 // verifySignature checks sig over the signing input with key and alg. The
 // caller has already checked alg against the allow-list and key.Allows(alg).
 func verifySignature(alg string, key *jwks.Key, signingInput string, sig []byte) error {
+	a, ok := jwks.LookupAlgorithm(alg)
+	if !ok {
+		return fmt.Errorf("algorithm %s is not supported", alg)
+	}
 	switch pub := key.Public.(type) {
 	case *rsa.PublicKey:
-		h, digest := digestFor(alg, signingInput)
-		if h == 0 {
+		if a.Family != jwks.FamilyRSA && a.Family != jwks.FamilyPSS {
 			return fmt.Errorf("algorithm %s does not fit an RSA key", alg)
 		}
-		if alg[0] == 'P' {
-			return rsa.VerifyPSS(pub, h, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: h})
+		digest := digestFor(a.Hash, signingInput)
+		if a.Family == jwks.FamilyPSS {
+			return rsa.VerifyPSS(pub, a.Hash, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: a.Hash})
 		}
-		return rsa.VerifyPKCS1v15(pub, h, digest, sig)
+		return rsa.VerifyPKCS1v15(pub, a.Hash, digest, sig)
 	case *ecdsa.PublicKey:
-		h, digest := digestFor(alg, signingInput)
-		if h == 0 {
+		if a.Family != jwks.FamilyEC {
 			return fmt.Errorf("algorithm %s does not fit an EC key", alg)
 		}
+		digest := digestFor(a.Hash, signingInput)
 		size := (pub.Curve.Params().BitSize + 7) / 8
 		if len(sig) != 2*size {
 			return fmt.Errorf("ECDSA signature is %d bytes, want %d", len(sig), 2*size)
@@ -280,6 +284,9 @@ func verifySignature(alg string, key *jwks.Key, signingInput string, sig []byte)
 		}
 		return nil
 	case ed25519.PublicKey:
+		if a.Family != jwks.FamilyEdDSA {
+			return fmt.Errorf("algorithm %s does not fit an Ed25519 key", alg)
+		}
 		if len(sig) != ed25519.SignatureSize || !ed25519.Verify(pub, []byte(signingInput), sig) {
 			return errors.New("Ed25519 verification failed")
 		}
@@ -288,19 +295,20 @@ func verifySignature(alg string, key *jwks.Key, signingInput string, sig []byte)
 	return fmt.Errorf("unsupported key type %T", key.Public)
 }
 
-func digestFor(alg, input string) (crypto.Hash, []byte) {
-	switch alg {
-	case "RS256", "PS256", "ES256":
+// digestFor hashes the signing input without allocating a hasher.
+func digestFor(h crypto.Hash, input string) []byte {
+	switch h {
+	case crypto.SHA256:
 		d := sha256.Sum256([]byte(input))
-		return crypto.SHA256, d[:]
-	case "RS384", "PS384", "ES384":
+		return d[:]
+	case crypto.SHA384:
 		d := sha512.Sum384([]byte(input))
-		return crypto.SHA384, d[:]
-	case "RS512", "PS512", "ES512":
+		return d[:]
+	case crypto.SHA512:
 		d := sha512.Sum512([]byte(input))
-		return crypto.SHA512, d[:]
+		return d[:]
 	}
-	return 0, nil
+	return nil
 }
 
 // Claims are the verified claims of an access token. They are immutable
