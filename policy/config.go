@@ -18,6 +18,10 @@ const (
 	MatchAny              = "any"
 	TypeBearer            = "Bearer" // Keycloak: the "typ" claim of access tokens
 	TypeATJWT             = "at+jwt" // RFC 9068: the "typ" header of access tokens
+	// TypeUntyped accepts access tokens that declare no type: no "typ"
+	// claim, and header typ "JWT" or none (most issuers other than
+	// Keycloak before RFC 9068). Never a default: see typeAccepted.
+	TypeUntyped = "untyped"
 )
 
 // Requirements are what a token must carry to be accepted: who issued it,
@@ -33,8 +37,10 @@ type Requirements struct {
 	// AllowedClients, when set, is an allow-list of client ids (the "azp"
 	// claim, else "client_id").
 	AllowedClients []string `json:"allowed_clients"`
-	// TokenTypes accepted: "Bearer" (Keycloak's "typ" claim) and/or "at+jwt"
-	// (RFC 9068 header typ). Default both.
+	// TokenTypes accepted: "Bearer" (Keycloak's "typ" claim), "at+jwt"
+	// (RFC 9068 header typ) and, only when listed, "untyped" (no typ claim,
+	// header typ "JWT" or none: issuers that are not Keycloak). Default
+	// Bearer and at+jwt.
 	TokenTypes []string `json:"token_types"`
 	// ScopesRequired from the "scope" claim (or "scp"), matched per ScopesMatch ("all" default, or "any").
 	ScopesRequired []string `json:"scopes_required"`
@@ -188,6 +194,7 @@ type rules struct {
 	algs         []string
 	acceptBearer bool
 	acceptATJWT  bool
+	acceptUntyp  bool
 	scopes       requirement
 	realmRoles   requirement
 	clientRoles  []clientRole
@@ -327,8 +334,10 @@ func (c Config) compileRules() (*rules, error) {
 			r.acceptBearer = true
 		case strings.EqualFold(t, TypeATJWT):
 			r.acceptATJWT = true
+		case strings.EqualFold(t, TypeUntyped):
+			r.acceptUntyp = true
 		default:
-			add(cfgErr(fmt.Sprintf("token_types[%d]", i), "must be %q or %q, got %q", TypeBearer, TypeATJWT, t))
+			add(cfgErr(fmt.Sprintf("token_types[%d]", i), "must be %q, %q or %q, got %q", TypeBearer, TypeATJWT, TypeUntyped, t))
 		}
 	}
 	r.scopes.values, err = nonEmpty("scopes_required", c.ScopesRequired)

@@ -202,8 +202,11 @@ func (p *Policy) checkClaims(c *Claims, now int64, cached bool) Decision {
 func (p *Policy) claimRules(c *Claims, now int64) Decision {
 	r := p.r
 	if !p.typeAccepted(c) {
-		return invalidToken(ReasonType, "The token is not an access token",
-			fmt.Sprintf("token type not accepted (typ claim %q, header typ %q)", c.Type, c.HeaderType))
+		detail := fmt.Sprintf("token type not accepted (typ claim %q, header typ %q)", c.Type, c.HeaderType)
+		if c.NotAccessClaim != "" && c.Type == "" && r.acceptUntyp {
+			detail = fmt.Sprintf("untyped token carries %q, a claim of ID or logout tokens", c.NotAccessClaim)
+		}
+		return invalidToken(ReasonType, "The token is not an access token", detail)
 	}
 	if _, ok := p.sources[c.Issuer]; !ok {
 		return invalidToken(ReasonIssuer, "The access token was issued by an untrusted issuer",
@@ -254,7 +257,8 @@ func (p *Policy) claimRules(c *Claims, now int64) Decision {
 
 // nonAccessTypes are the "typ" claims of Keycloak's tokens that are not
 // access tokens: refresh, offline (a refresh token), ID, serialized ID and
-// logout tokens. They are refused whatever the header typ says.
+// logout tokens. They are refused whatever the header typ says, and
+// whatever token_types lists ("untyped" included).
 var nonAccessTypes = [...]string{"Refresh", "Offline", "ID", "Serialized-ID", "Logout"}
 
 func (p *Policy) typeAccepted(c *Claims) bool {
@@ -268,7 +272,14 @@ func (p *Policy) typeAccepted(c *Claims) bool {
 	if p.r.acceptATJWT && (strings.EqualFold(c.HeaderType, "at+jwt") || strings.EqualFold(c.HeaderType, "application/at+jwt")) {
 		return true
 	}
-	return p.r.acceptBearer && c.Type == TypeBearer
+	if p.r.acceptBearer && c.Type == TypeBearer {
+		return true
+	}
+	// untyped: nothing declares a type, so nothing may hint at another kind
+	// of token either (a header typ such as "logout+jwt", an ID token's
+	// nonce or at_hash, a logout token's events).
+	return p.r.acceptUntyp && c.Type == "" && c.NotAccessClaim == "" &&
+		(c.HeaderType == "" || strings.EqualFold(c.HeaderType, "JWT") || strings.EqualFold(c.HeaderType, "application/jwt"))
 }
 
 func (p *Policy) clientRolesOK(c *Claims) bool {

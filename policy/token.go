@@ -330,6 +330,10 @@ type Claims struct {
 
 	// KeyID and Algorithm are from the verified JOSE header; HeaderType is its "typ".
 	KeyID, Algorithm, HeaderType string
+	// NotAccessClaim is the first claim seen that only ID tokens ("nonce",
+	// "at_hash", "c_hash", "s_hash") or logout tokens ("events") carry; ""
+	// when none. It refuses such tokens when they declare no type.
+	NotAccessClaim string
 
 	raw     []byte
 	rawOnce sync.Once
@@ -445,6 +449,10 @@ func decodeClaims(payload []byte, h *header) (*Claims, error) {
 			c.RealmRoles, err = roleList("realm_access", v)
 		case "resource_access":
 			c.ClientRoles, err = clientRoles(v)
+		case "nonce", "at_hash", "c_hash", "s_hash", "events":
+			if c.NotAccessClaim == "" {
+				c.NotAccessClaim = string(key)
+			}
 		}
 	})
 	if err != nil {
