@@ -93,6 +93,8 @@ type Result struct {
 	// allowed (403), refused for the request's shape, or failed: Kong's
 	// anonymous consumer may take over such a request.
 	CredentialRefused bool
+
+	scan scan // the header pass, kept here to save an allocation per request
 }
 
 // scan is what one pass over the header lines found.
@@ -100,14 +102,16 @@ type scan struct {
 	del         []string // owned copies, look-alikes, stripped overrides
 	adapterDel  []string // the exact adapter-owned keys among del
 	tokenKeys   []string
-	tokenLines  []string
+	tokenLines  []string // may alias the request's own slice: never append in place
 	cookieLines []string
 	ambiguous   string // a look-alike of a token header
 	override    string // a method override header
+	keysBuf     [1]string
 }
 
-func (g *Gate) scanHeaders(h map[string][]string) *scan {
-	s := &scan{}
+// scanHeaders makes one pass over the header lines into s.
+func (g *Gate) scanHeaders(h map[string][]string, s *scan) *scan {
+	s.tokenKeys = s.keysBuf[:0]
 	var buf [maxFoldBytes]byte
 	for key, values := range h {
 		info, ok := g.names[string(foldHeader(key, &buf))]
@@ -122,7 +126,11 @@ func (g *Gate) scanHeaders(h map[string][]string) *scan {
 				continue
 			}
 			s.tokenKeys = append(s.tokenKeys, key)
-			s.tokenLines = append(s.tokenLines, values...)
+			if s.tokenLines == nil {
+				s.tokenLines = values[:len(values):len(values)] // a later append copies
+			} else {
+				s.tokenLines = append(s.tokenLines, values...)
+			}
 		case kindOwned:
 			s.del = append(s.del, key)
 		case kindAdapter:
@@ -170,7 +178,7 @@ func (g *Gate) Judge(ctx context.Context, req *Request) *Result {
 		}
 	}
 	res.Route = rt.name
-	s := g.scanHeaders(req.Header)
+	s := g.scanHeaders(req.Header, &res.scan)
 	res.Plan.Delete = s.del
 	if s.ambiguous != "" {
 		return g.refuse(res, http.StatusBadRequest, policy.ErrInvalidRequest, ReasonAmbiguous, "The request carries an ambiguous credential",
@@ -282,7 +290,7 @@ func (g *Gate) checkMethodOverride(res *Result, req *Request, s *scan, q url.Val
 // headers are removed in every spelling; of the adapter's own headers,
 // which another plugin may have set, only the look-alikes.
 func (g *Gate) Strip(req *Request) Plan {
-	s := g.scanHeaders(req.Header)
+	s := g.scanHeaders(req.Header, &scan{})
 	del := s.del[:0]
 next:
 	for _, k := range s.del {
