@@ -199,59 +199,17 @@ func (p *Policy) checkClaims(c *Claims, now int64, cached bool) Decision {
 	return d
 }
 
+// claimRules applies every claim rule of claimRuleList in order; the first
+// that fails decides.
 func (p *Policy) claimRules(c *Claims, now int64) Decision {
-	r := p.r
-	if !p.typeAccepted(c) {
-		detail := fmt.Sprintf("token type not accepted (typ claim %q, header typ %q)", c.Type, c.HeaderType)
-		if c.NotAccessClaim != "" && c.Type == "" && r.acceptUntyp {
-			detail = fmt.Sprintf("untyped token carries %q, a claim of ID or logout tokens", c.NotAccessClaim)
+	for i := range claimRuleList {
+		r := &claimRuleList[i]
+		if ok, detail := r.eval(p, c, now); !ok {
+			return r.deny(p, c, detail)
 		}
-		return invalidToken(ReasonType, "The token is not an access token", detail)
-	}
-	if _, ok := p.sources[c.Issuer]; !ok {
-		return invalidToken(ReasonIssuer, "The access token was issued by an untrusted issuer",
-			fmt.Sprintf("iss %q is not a trusted issuer", c.Issuer))
-	}
-	if now >= c.Expiry+r.leeway {
-		return invalidToken(ReasonExpired, "The access token expired",
-			fmt.Sprintf("exp %d is past (now %d, leeway %ds)", c.Expiry, now, r.leeway))
-	}
-	if c.NotBefore != 0 && c.NotBefore > now+r.leeway {
-		return invalidToken(ReasonNotYetValid, "The access token is not valid yet",
-			fmt.Sprintf("nbf %d is in the future (now %d, leeway %ds)", c.NotBefore, now, r.leeway))
-	}
-	if c.IssuedAt != 0 && c.IssuedAt > now+r.leeway {
-		return invalidToken(ReasonIssuedInFuture, "The access token is not valid yet",
-			fmt.Sprintf("iat %d is in the future (now %d, leeway %ds)", c.IssuedAt, now, r.leeway))
-	}
-	if !intersects(c.Audience, r.audiences) {
-		return invalidToken(ReasonAudience, "The access token is not meant for this API",
-			fmt.Sprintf("aud %v contains none of %v", c.Audience, r.audiences))
-	}
-	if len(r.clients) > 0 && !contains(r.clients, c.ClientID()) {
-		return invalidToken(ReasonClient, "The client is not allowed to call this API",
-			fmt.Sprintf("client %q is not in allowed_clients", c.ClientID()))
-	}
-	if !r.scopes.satisfiedBy(c.Scopes) {
-		d := deny(http.StatusForbidden, ErrInsufficientScope, ReasonScope, "The access token lacks a required scope",
-			fmt.Sprintf("scopes %v do not satisfy %s of %v", c.Scopes, matchName(r.scopes.any), r.scopes.values))
-		d.Scope, d.Claims = p.scope, c
-		return d
-	}
-	if !r.realmRoles.satisfiedBy(c.RealmRoles) {
-		d := deny(http.StatusForbidden, ErrInsufficientScope, ReasonRealmRole, "The client lacks a required role",
-			fmt.Sprintf("realm roles %v do not satisfy %s of %v", c.RealmRoles, matchName(r.realmRoles.any), r.realmRoles.values))
-		d.Claims = c
-		return d
-	}
-	if len(r.clientRoles) > 0 && !p.clientRolesOK(c) {
-		d := deny(http.StatusForbidden, ErrInsufficientScope, ReasonClientRole, "The client lacks a required role",
-			fmt.Sprintf("client roles %v do not satisfy %s of %v", c.ClientRoles, matchName(r.clientAny), r.clientRoles))
-		d.Claims = c
-		return d
 	}
 	d := allow(c)
-	d.AcceptedUntil, d.CheckedAt = c.Expiry+r.leeway, now
+	d.AcceptedUntil, d.CheckedAt = c.Expiry+p.r.leeway, now
 	return d
 }
 
