@@ -21,14 +21,12 @@ func (s *Server) newAdminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
-	sg := s.c.gate.Signer()
-	if sg == nil {
-		return mux
-	}
 	// The configured JWKS path is matched by hand, not registered as a mux
 	// pattern: any path the upstream package accepts is then served as is.
+	// The signer is the live configuration's (a reload may change it).
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if (r.URL.Path == JWKSPath || r.URL.Path == sg.JWKSPath()) && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		sg := s.live.Load().gate.Signer()
+		if sg != nil && (r.URL.Path == JWKSPath || r.URL.Path == sg.JWKSPath()) && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			body := sg.JWKS()
 			w.Header().Set("Content-Type", "application/jwk-set+json")
 			w.Header().Set("Cache-Control", "public, max-age=300")
@@ -49,12 +47,13 @@ type issuerStatus struct {
 	LastError string     `json:"last_error,omitempty"`
 }
 
-// serveReady answers 200 when every configured realm's keys are loaded and
-// the server is not shutting down, else 503; the body lists each issuer.
+// serveReady answers 200 when every realm of the live configuration has its
+// keys loaded and the server is not shutting down, else 503; the body lists
+// each issuer and tells which configuration is live (see Reload).
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	ready := !s.draining.Load()
 	var list []issuerStatus
-	for _, src := range s.keys.Sources() {
+	for _, src := range s.live.Load().sources() {
 		st := src.Status()
 		is := issuerStatus{Issuer: st.Issuer, Ready: st.Ready, Keys: st.Keys, LastError: st.LastError}
 		if !st.FetchedAt.IsZero() {
@@ -72,7 +71,8 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 		Ready    bool           `json:"ready"`
 		Draining bool           `json:"draining"`
 		Issuers  []issuerStatus `json:"issuers"`
-	}{ready, s.draining.Load(), list})
+		Config   ConfigStatus   `json:"config"`
+	}{ready, s.draining.Load(), list, s.ConfigStatus()})
 }
 
 // Ready reports what /readyz reports.
@@ -80,7 +80,7 @@ func (s *Server) Ready() bool {
 	if s.draining.Load() {
 		return false
 	}
-	for _, src := range s.keys.Sources() {
+	for _, src := range s.live.Load().sources() {
 		if !src.Status().Ready {
 			return false
 		}

@@ -12,11 +12,11 @@ import (
 // isForwardAuth reports whether a request on the main listener is a
 // forward-auth request: it is for forward_auth.path (or below it), or there
 // is no reverse proxy at all.
-func (s *Server) isForwardAuth(path string) bool {
-	if !s.c.fwdEnabled {
+func (s *Server) isForwardAuth(c *compiled, path string) bool {
+	if !c.fwdEnabled {
 		return false
 	}
-	return s.proxy == nil || authz.PrefixMatch(s.c.fwdPath, path)
+	return s.proxy == nil || authz.PrefixMatch(c.fwdPath, path)
 }
 
 // serveForwardAuth answers a forward-auth request: 200 with the identity
@@ -26,9 +26,9 @@ func (s *Server) isForwardAuth(path string) bool {
 // request itself, so nothing can be removed from it: the request layer
 // refuses a request that carries copies of the headers the gateway sets.
 func (s *Server) serveForwardAuth(w http.ResponseWriter, r *http.Request, ev *event) {
-	req, err := s.originalRequest(r)
+	req, err := ev.c.originalRequest(r)
 	if err != nil {
-		res := s.c.gate.Refuse(http.StatusBadRequest, authz.ReasonBadForwardAuth,
+		res := ev.c.gate.Refuse(http.StatusBadRequest, authz.ReasonBadForwardAuth,
 			"The forward-auth request does not identify the original request", err.Error())
 		ev.record(res)
 		writeResponse(w, &res.Response)
@@ -64,8 +64,8 @@ func (s *Server) serveForwardAuth(w http.ResponseWriter, r *http.Request, ev *ev
 // Every source present must agree; a conflict (for instance a client adding
 // X-Forwarded-Uri to a request that nginx describes with X-Original-URI) is
 // an error, and so is a request that names no original URI at all.
-func (s *Server) originalRequest(r *http.Request) (*authz.Request, error) {
-	method, err := agree(r.Header, s.c.methodHeaders, func(v string) (string, error) {
+func (c *compiled) originalRequest(r *http.Request) (*authz.Request, error) {
+	method, err := agree(r.Header, c.methodHeaders, func(v string) (string, error) {
 		if !authz.ValidMethod(v) {
 			return "", errors.New("not an HTTP method")
 		}
@@ -75,7 +75,7 @@ func (s *Server) originalRequest(r *http.Request) (*authz.Request, error) {
 		return nil, err
 	}
 	// Sources agree on the canonical path and the raw query.
-	uri, err := agree(r.Header, s.c.uriHeaders, func(v string) (string, error) {
+	uri, err := agree(r.Header, c.uriHeaders, func(v string) (string, error) {
 		p, err := authz.ParseOriginalURI(v)
 		if _, q, ok := strings.Cut(v, "?"); ok {
 			q, _, _ = strings.Cut(q, "#")
@@ -88,8 +88,8 @@ func (s *Server) originalRequest(r *http.Request) (*authz.Request, error) {
 	}
 	path, query, _ := strings.Cut(uri, "?")
 	own := r.URL.Path // no reverse proxy: the request is the original one
-	if authz.PrefixMatch(s.c.fwdPath, r.URL.Path) {
-		own = strings.TrimPrefix(r.URL.Path, s.c.fwdPath) // "" when the request is for the endpoint itself
+	if authz.PrefixMatch(c.fwdPath, r.URL.Path) {
+		own = strings.TrimPrefix(r.URL.Path, c.fwdPath) // "" when the request is for the endpoint itself
 	}
 	if own != "" {
 		if err := authz.CheckPath(own); err != nil {
@@ -108,7 +108,7 @@ func (s *Server) originalRequest(r *http.Request) (*authz.Request, error) {
 	}
 	if path == "" {
 		return nil, fmt.Errorf("no original URI: send one of %s, or the original path below %s",
-			strings.Join(s.c.uriHeaders, ", "), s.c.fwdPath)
+			strings.Join(c.uriHeaders, ", "), c.fwdPath)
 	}
 	if method == "" {
 		method = r.Method

@@ -115,7 +115,7 @@ func TestForwardAuthBesideProxy(t *testing.T) {
 
 // TestOriginalRequest covers the resolution rules without sockets.
 func TestOriginalRequest(t *testing.T) {
-	s := &Server{c: &compiled{fwdEnabled: true, fwdPath: "/auth", uriHeaders: DefaultURIHeaders, methodHeaders: DefaultMethodHeaders}}
+	s := &compiled{fwdEnabled: true, fwdPath: "/auth", uriHeaders: DefaultURIHeaders, methodHeaders: DefaultMethodHeaders}
 	tests := []struct {
 		name, method, target string
 		header               http.Header
@@ -171,7 +171,7 @@ func TestOriginalRequest(t *testing.T) {
 		t.Errorf("query of an Envoy request: %+v %v", req, err)
 	}
 	// method_headers: [] means none: a method header is not read at all.
-	none := &Server{c: &compiled{fwdEnabled: true, fwdPath: "/auth", uriHeaders: DefaultURIHeaders, methodHeaders: []string{}}}
+	none := &compiled{fwdEnabled: true, fwdPath: "/auth", uriHeaders: DefaultURIHeaders, methodHeaders: []string{}}
 	r = httptest.NewRequest("POST", "http://sidecar/auth", nil)
 	r.Header.Set("X-Forwarded-Method", "GET")
 	r.Header.Set("X-Forwarded-Uri", "/orders")

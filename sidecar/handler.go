@@ -20,6 +20,7 @@ const (
 
 // event is what one request did, for its log line and metrics.
 type event struct {
+	c        *compiled // the live configuration when the request arrived
 	rid      string
 	mode     string
 	method   string // the checked method (forward auth: the original one)
@@ -39,12 +40,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.metrics.inFlight.Inc()
 	defer s.metrics.inFlight.Dec()
 
-	ev := &event{rid: requestID(r.Header.Get(RequestIDHeader)), method: r.Method, path: r.URL.Path}
+	// One configuration serves the whole request, even if a reload swaps
+	// in another meanwhile.
+	ev := &event{c: s.live.Load(), rid: requestID(r.Header.Get(RequestIDHeader)), method: r.Method, path: r.URL.Path}
 	w.Header().Set(RequestIDHeader, ev.rid)
 	rec := &recorder{ResponseWriter: w}
 	defer s.finish(rec, r, ev, start)
 
-	if s.isForwardAuth(r.URL.Path) {
+	if s.isForwardAuth(ev.c, r.URL.Path) {
 		ev.mode = modeForwardAuth
 		s.serveForwardAuth(rec, r, ev)
 		return
@@ -57,7 +60,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // auth: the original method, path and query) and records the outcome.
 func (s *Server) judge(r *http.Request, req *authz.Request, ev *event) *authz.Result {
 	ev.method, ev.path = req.Method, req.Path
-	res := s.c.gate.Judge(r.Context(), req)
+	res := ev.c.gate.Judge(r.Context(), req)
 	ev.record(res)
 	return res
 }

@@ -63,7 +63,8 @@ func (m *metrics) observeDuration(mode string, status int, seconds float64) {
 // newMetrics registers the request metrics, the Go and process collectors,
 // and collectors that read the key sources and the verified-token caches at
 // scrape time.
-func newMetrics(keys *jwks.Cache, policies []*authz.PolicyUse, now func() time.Time) *metrics {
+// policies returns the live configuration's policies (they change on reload).
+func newMetrics(keys *jwks.Cache, policies func() []*authz.PolicyUse, now func() time.Time) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -142,8 +143,9 @@ func (c *keysCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// cacheCollector reports Policy.CacheStats at scrape time.
-type cacheCollector struct{ policies []*authz.PolicyUse }
+// cacheCollector reports Policy.CacheStats of the live policies at scrape
+// time (a reload starts their counts again; the cached tokens survive).
+type cacheCollector struct{ policies func() []*authz.PolicyUse }
 
 func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descHits
@@ -151,7 +153,7 @@ func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, p := range c.policies {
+	for _, p := range c.policies() {
 		hits, misses := p.Policy.CacheStats()
 		label := strings.Join(p.Routes, " | ")
 		ch <- prometheus.MustNewConstMetric(descHits, prometheus.CounterValue, float64(hits), label)

@@ -90,18 +90,18 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.URL.Host = ""
 		return
 	}
-	in, out := pr.In.Header, pr.Out.Header
-	if s.c.trustForwarded {
+	in, out, c := pr.In.Header, pr.Out.Header, fw.ev.c
+	if c.trustForwarded {
 		if prior := in.Values("X-Forwarded-For"); len(prior) > 0 {
 			out["X-Forwarded-For"] = append([]string(nil), prior...)
 		}
 	}
-	pr.SetURL(s.c.upstreamURL)
-	if s.c.preserveHost {
+	pr.SetURL(c.upstreamURL)
+	if c.preserveHost {
 		pr.Out.Host = pr.In.Host
 	}
 	pr.SetXForwarded()
-	if s.c.trustForwarded {
+	if c.trustForwarded {
 		for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
 			if v := in.Get(h); v != "" {
 				out.Set(h, v)

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/keycloak-jwt/keycloak-jwt/authz"
 	"github.com/keycloak-jwt/keycloak-jwt/jwks"
 	"github.com/keycloak-jwt/keycloak-jwt/policy"
 )
@@ -30,12 +31,22 @@ type Options struct {
 	// WarmRetry is the first delay between failed start-up key fetches
 	// (doubling up to 30s); default 1s.
 	WarmRetry time.Duration
+	// ConfigFile is the file cfg was read from: ReloadFile re-reads it,
+	// with Lookup (os.LookupEnv when nil) for its placeholders and the KJ_*
+	// overrides, and /readyz reports its SHA-256.
+	ConfigFile string
+	Lookup     LookupEnv
 }
 
 // Server is a configured sidecar: the main handler (reverse proxy and
 // forward auth) and the admin handler, sharing one key cache.
 type Server struct {
+	// c is the configuration the server started with: the listeners, the
+	// server limits and the upstream transport, which only a restart
+	// changes, come from it. Requests read live (see Reload).
 	c         *compiled
+	live      atomic.Pointer[compiled]
+	reload    *reloader
 	log       *zap.Logger
 	now       func() time.Time
 	keys      *jwks.Cache
@@ -84,14 +95,18 @@ func New(cfg *Config, o Options) (*Server, error) {
 	keys := jwks.NewCache(jwks.Options{Logger: log.Named("jwks"), Clock: o.Clock, Transport: o.KeysTransport})
 	// Policies get no logger: the server writes one line per request, with
 	// the request id and the decision's reason and detail.
-	c, err := compile(cfg, policy.Deps{Keys: keys, Clock: o.Clock, Logger: zap.NewNop(), TokenCaches: policy.NewTokenCaches()}, o.Clock)
+	deps := policy.Deps{Keys: keys, Clock: o.Clock, Logger: zap.NewNop(), TokenCaches: policy.NewTokenCaches()}
+	c, err := compile(cfg, deps, o.Clock)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{c: c, log: log, now: o.Clock, keys: keys, warmRetry: o.WarmRetry}
-	s.metrics = newMetrics(keys, c.gate.Policies(), o.Clock)
+	s.live.Store(c)
+	s.reload = newReloader(deps, o.Clock, o.ConfigFile, o.Lookup)
+	s.metrics = newMetrics(keys, func() []*authz.PolicyUse { return s.live.Load().gate.Policies() }, o.Clock)
 	s.limits = newLimitMetrics()
 	s.metrics.reg.MustRegister(s.limits.collectors()...)
+	s.metrics.reg.MustRegister(s.reload.collectors()...)
 	if c.upstreamURL != nil {
 		s.proxy = s.newReverseProxy()
 	}
@@ -101,6 +116,11 @@ func New(cfg *Config, o Options) (*Server, error) {
 
 // Handler is the main listener's handler (the Server itself).
 func (s *Server) Handler() http.Handler { return s }
+
+// Gate is the request layer of the live configuration: after a reload it
+// is the new one. Call it per request (do not keep the result), so that a
+// request is judged wholly by one configuration.
+func (s *Server) Gate() *authz.Gate { return s.live.Load().gate }
 
 // AdminHandler serves /healthz, /readyz, /metrics and the upstream JWKS.
 func (s *Server) AdminHandler() http.Handler { return s.admin }
@@ -235,7 +255,7 @@ func (s *Server) keepKeysWarm(ctx context.Context) {
 	retry := s.warmRetry
 	for {
 		allReady := true
-		for _, src := range s.keys.Sources() {
+		for _, src := range s.live.Load().sources() {
 			if src.Status().Ready {
 				src.Fresh() // starts a background refresh when one is due
 				continue

@@ -4,6 +4,11 @@
 //
 //	keycloak-jwt-sidecar --config sidecar.yaml           serve
 //	keycloak-jwt-sidecar --config sidecar.yaml --check   validate the file and exit
+//	keycloak-jwt-sidecar --config sidecar.yaml --watch   serve, reloading the file when it changes
+//
+// SIGHUP reloads the configuration file without a restart (an invalid file
+// is refused and the running configuration keeps serving); SIGTERM and
+// SIGINT shut down gracefully.
 //
 // The local demo (realm + echo upstream + sidecar) is cmd/keycloak-jwt-demo:
 // this binary carries no test support.
@@ -18,6 +23,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -53,14 +59,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup si
 	defConfig, _ := lookup("KJ_CONFIG")
 	configPath := fs.String("config", defConfig, "configuration file (YAML); env KJ_CONFIG")
 	check := fs.Bool("check", false, "validate the configuration (compiles every policy, loads the upstream JWT key) and exit")
+	watch := fs.Bool("watch", false, "reload the configuration file when its content changes (SIGHUP always reloads)")
+	watchEvery := fs.Duration("watch-interval", 2*time.Second, "how often --watch reads the file")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: keycloak-jwt-sidecar --config FILE [--check]")
+		fmt.Fprintln(stderr, "usage: keycloak-jwt-sidecar --config FILE [--check | --watch]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	if fs.NArg() > 0 || *configPath == "" {
+	if fs.NArg() > 0 || *configPath == "" || *watch && *watchEvery <= 0 {
 		fs.Usage()
 		return exitUsage
 	}
@@ -77,12 +85,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup si
 		fmt.Fprintf(stdout, "%s: configuration OK\n", *configPath)
 		return exitOK
 	}
-	srv, err := sidecar.New(cfg, sidecar.Options{})
+	srv, err := sidecar.New(cfg, sidecar.Options{ConfigFile: *configPath, Lookup: lookup})
 	if err != nil {
 		printConfigErrors(stderr, *configPath, err)
 		return exitFailed
 	}
 	defer func() { _ = srv.Logger().Sync() }()
+	// SIGHUP reloads: without this handler it would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reloadCtx, stopReloads := context.WithCancel(ctx)
+	defer stopReloads()
+	go func() {
+		for {
+			select {
+			case <-reloadCtx.Done():
+				return
+			case <-hup:
+				srv.ReloadFile() // logs the outcome; /readyz and the metrics show it
+			}
+		}
+	}()
+	if *watch {
+		go func() { _ = srv.WatchConfigFile(reloadCtx, *watchEvery) }()
+	}
 	if err := srv.Serve(ctx); err != nil {
 		srv.Logger().Error("sidecar stopped with an error", zap.Error(err))
 		return exitFailed
