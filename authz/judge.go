@@ -373,3 +373,83 @@ func (g *Gate) Warm(ctx context.Context) error {
 	}
 	return first
 }
+
+// Explanation is the layer's account of one request: the route, the token
+// source, then every check of the engine (policy.Explain). Its verdict is
+// Judge's own.
+type Explanation struct {
+	Route   string        `json:"route,omitempty"`
+	Allow   bool          `json:"allow"`
+	Status  int           `json:"status"`
+	Reason  string        `json:"reason"`
+	Message string        `json:"message,omitempty"`
+	Steps   []policy.Step `json:"steps"`
+}
+
+// Explain judges req as Judge does and explains how: the request's shape
+// and route, where the token came from, and every check of the token.
+func (g *Gate) Explain(ctx context.Context, req *Request) *Explanation {
+	res := g.Judge(ctx, req)
+	ex := &Explanation{Route: res.Route, Allow: res.Allow, Status: res.Decision.Status, Reason: res.Decision.Reason,
+		Message: res.Decision.Message}
+	step := func(check string, ok bool, reason, detail, fix string) {
+		st := policy.Step{Check: check, Result: policy.StepPass, Detail: detail}
+		if !ok {
+			st.Result, st.Reason, st.Fix = policy.StepFail, reason, fix
+		}
+		ex.Steps = append(ex.Steps, st)
+	}
+	if res.Route == "" {
+		step("route", false, res.Decision.Reason, res.Decision.Detail,
+			"no rule covers this method and path: add a route (routes[].prefix, methods), or send the request the route expects")
+		return ex
+	}
+	step("route", true, "", res.Route, "")
+	if res.Public {
+		step("token", true, "", "a public route: no token is read", "")
+		return ex
+	}
+	s := g.scanHeaders(req.Header, &scan{})
+	var q url.Values
+	if !req.NoQuery && req.RawQuery != "" {
+		q, _ = url.ParseQuery(req.RawQuery)
+	}
+	token, deny := g.extract(s, q)
+	if deny != nil || (res.Decision.Reason != "" && isLayerReason(res.Decision.Reason)) {
+		d := res.Decision
+		if deny != nil && !isLayerReason(d.Reason) {
+			d = *deny
+		}
+		fix := "send the token as \"Authorization: Bearer <access_token>\", once"
+		if d.Reason == ReasonMethodOverride {
+			fix = "drop the method override header or parameter, or set method_override"
+		}
+		step("token", false, d.Reason, d.Detail, fix)
+		return ex
+	}
+	step("token", true, "", fmt.Sprintf("one token, %d bytes", len(token)), "")
+	rt := g.routes.groups[0].any
+	if !g.routed {
+		rt = g.routes.match(req.Method, req.Path)
+	}
+	pe := rt.policy.Explain(ctx, token)
+	ex.Steps = append(ex.Steps, pe.Steps...)
+	if res.Allow && res.Decision.Reason == policy.ReasonOK {
+		return ex
+	}
+	if !res.Allow && res.Decision.Reason == ReasonSignFailed {
+		step("upstream JWT", false, ReasonSignFailed, res.Decision.Detail, "check upstream_jwt's key")
+	}
+	return ex
+}
+
+// isLayerReason reports whether reason is one of the layer's own refusals
+// of a request's shape (not the engine's verdict on a token).
+func isLayerReason(reason string) bool {
+	switch reason {
+	case ReasonNoRoute, ReasonBadPath, ReasonBadMethod, ReasonBadForwardAuth, ReasonTooManyHeaders,
+		ReasonMalformedQuery, ReasonAmbiguous, ReasonForgedHeader, ReasonMethodOverride, ReasonAdapterFailure:
+		return true
+	}
+	return false
+}

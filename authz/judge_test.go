@@ -353,3 +353,32 @@ func BenchmarkJudgeWarm(b *testing.B) {
 		}
 	}
 }
+
+// TestExplainRequest: the layer's explanation has Judge's verdict and says
+// where a request failed before its token was checked.
+func TestExplainRequest(t *testing.T) {
+	e := newEnv(t)
+	g := e.gate(t, nil, Options{})
+	tok := e.token(t, "reports-job")
+	for _, tc := range []struct {
+		r          *Request
+		lastCheck  string
+		lastResult string
+	}{
+		{req("PUT", "/orders", map[string][]string{"Authorization": bearer(tok)}), "route", policy.StepFail},
+		{req("GET", "/public", nil), "token", policy.StepPass},
+		{req("GET", "/orders", map[string][]string{"Authorization": {"Bearer a", "Bearer b"}}), "token", policy.StepFail},
+		{req("POST", "/orders", map[string][]string{"Authorization": bearer(tok)}), "client roles", policy.StepPass},
+		{req("GET", "/orders", map[string][]string{"Authorization": bearer(tok)}), "client roles", policy.StepPass},
+	} {
+		ex := g.Explain(context.Background(), tc.r)
+		res := g.Judge(context.Background(), tc.r)
+		if ex.Allow != res.Allow || ex.Status != res.Decision.Status || ex.Reason != res.Decision.Reason {
+			t.Errorf("%s %s: explain %+v, judge %+v", tc.r.Method, tc.r.Path, ex, res.Decision)
+		}
+		last := ex.Steps[len(ex.Steps)-1]
+		if last.Check != tc.lastCheck || last.Result != tc.lastResult {
+			t.Errorf("%s %s: last step %+v", tc.r.Method, tc.r.Path, last)
+		}
+	}
+}

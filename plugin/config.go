@@ -95,3 +95,7 @@ func Compile(c *Config, deps policy.Deps) (*Instance, error) {
 	}
 	return out, nil
 }
+
+// Gate is the instance's request layer (keycloak-jwt-explain judges
+// requests with it, as the plugin does).
+func (inst *Instance) Gate() *authz.Gate { return inst.gate }

@@ -94,15 +94,17 @@ var errConsumerScoped = errors.New("keycloak-jwt authenticates requests, so it c
 type pluginEntry struct {
 	where    string
 	config   json.RawMessage
-	consumer bool // on a consumer or consumer group
+	consumer bool   // on a consumer or consumer group
+	service  string // the service it is on, or the route's service ("" when global)
+	route    string // the route it is on ("" on a service or global)
 }
 
 // collect walks the entity collections that may carry plugins.
 func collect(node map[string]any, where string, out *[]pluginEntry) {
-	collectIn(node, where, false, out)
+	collectIn(node, where, false, "", "", out)
 }
 
-func collectIn(node map[string]any, where string, consumer bool, out *[]pluginEntry) {
+func collectIn(node map[string]any, where string, consumer bool, service, route string, out *[]pluginEntry) {
 	if plugins, ok := node["plugins"].([]any); ok {
 		for i, p := range plugins {
 			pm, ok := p.(map[string]any)
@@ -115,7 +117,8 @@ func collectIn(node map[string]any, where string, consumer bool, out *[]pluginEn
 			cfg, _ := json.Marshal(pm["config"])
 			// A top-level entry may name its consumer or group itself.
 			scoped := consumer || pm["consumer"] != nil || pm["consumer_group"] != nil
-			*out = append(*out, pluginEntry{where: join(where, fmt.Sprintf("plugins[%d]", i)), config: cfg, consumer: scoped})
+			*out = append(*out, pluginEntry{where: join(where, fmt.Sprintf("plugins[%d]", i)), config: cfg, consumer: scoped,
+				service: service, route: route})
 		}
 	}
 	for _, coll := range []string{"services", "routes", "consumers", "consumer_groups"} {
@@ -134,7 +137,20 @@ func collectIn(node map[string]any, where string, consumer bool, out *[]pluginEn
 			} else if name, ok := m["username"].(string); ok {
 				label += fmt.Sprintf(" %q", name)
 			}
-			collectIn(m, join(where, label), consumer || coll == "consumers" || coll == "consumer_groups", out)
+			name, _ := m["name"].(string)
+			svc, rt := service, route
+			switch coll {
+			case "services":
+				svc = name
+			case "routes":
+				rt = name
+				if ref, ok := m["service"].(string); ok && svc == "" {
+					svc = ref
+				} else if ref, ok := m["service"].(map[string]any); ok && svc == "" {
+					svc, _ = ref["name"].(string)
+				}
+			}
+			collectIn(m, join(where, label), consumer || coll == "consumers" || coll == "consumer_groups", svc, rt, out)
 		}
 	}
 }
@@ -173,4 +189,112 @@ func decodeStrict(raw json.RawMessage) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return cfg, nil
+}
+
+// ConfigFor returns the keycloak-jwt configuration Kong runs for the route
+// or service called name in a declarative configuration: the plugin on
+// that route, else on its service, else a global one (Kong's precedence),
+// and where it stands in the file.
+func ConfigFor(doc []byte, name string) (*Config, string, error) {
+	js, err := yaml.YAMLToJSON(doc)
+	if err != nil {
+		return nil, "", fmt.Errorf("not YAML or JSON: %w", err)
+	}
+	var root map[string]any
+	if err := json.Unmarshal(js, &root); err != nil || root == nil {
+		return nil, "", errors.New("the declarative configuration must be a mapping")
+	}
+	var entries []pluginEntry
+	collect(root, "", &entries)
+	// The service of the route called name, if name is a route.
+	service := name
+	if svc := serviceOf(root, name); svc != "" {
+		service = svc
+	}
+	var pick *pluginEntry
+	for _, want := range []func(e pluginEntry) bool{
+		func(e pluginEntry) bool { return e.route == name },
+		func(e pluginEntry) bool { return e.route == "" && e.service == service },
+		func(e pluginEntry) bool {
+			return e.route == "" && e.service == "" && (routeNamed(root, name) || serviceNamed(root, name))
+		},
+	} {
+		for i := range entries {
+			if !entries[i].consumer && want(entries[i]) {
+				pick = &entries[i]
+				break
+			}
+		}
+		if pick != nil {
+			break
+		}
+	}
+	if pick == nil {
+		return nil, "", fmt.Errorf("no enabled %s plugin applies to a route or service named %q", Name, name)
+	}
+	cfg, err := decodeStrict(pick.config)
+	if err != nil {
+		return nil, pick.where, err
+	}
+	return cfg, pick.where, nil
+}
+
+// serviceOf is the name of the service of the route called route ("" when
+// there is no such route, or it has no service).
+func serviceOf(root map[string]any, route string) string {
+	services, _ := root["services"].([]any)
+	for _, item := range services {
+		svc, _ := item.(map[string]any)
+		routes, _ := svc["routes"].([]any)
+		for _, r := range routes {
+			if m, ok := r.(map[string]any); ok && m["name"] == route {
+				name, _ := svc["name"].(string)
+				return name
+			}
+		}
+	}
+	routes, _ := root["routes"].([]any)
+	for _, r := range routes {
+		m, _ := r.(map[string]any)
+		if m["name"] != route {
+			continue
+		}
+		switch ref := m["service"].(type) {
+		case string:
+			return ref
+		case map[string]any:
+			name, _ := ref["name"].(string)
+			return name
+		}
+	}
+	return ""
+}
+
+// routeNamed and serviceNamed report whether the file defines that entity.
+func routeNamed(root map[string]any, name string) bool {
+	found := false
+	walk(root, func(coll string, m map[string]any) {
+		found = found || coll == "routes" && m["name"] == name
+	})
+	return found
+}
+
+func serviceNamed(root map[string]any, name string) bool {
+	found := false
+	walk(root, func(coll string, m map[string]any) {
+		found = found || coll == "services" && m["name"] == name
+	})
+	return found
+}
+
+func walk(node map[string]any, visit func(coll string, m map[string]any)) {
+	for _, coll := range []string{"services", "routes"} {
+		list, _ := node[coll].([]any)
+		for _, item := range list {
+			if m, ok := item.(map[string]any); ok {
+				visit(coll, m)
+				walk(m, visit)
+			}
+		}
+	}
 }

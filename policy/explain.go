@@ -162,7 +162,17 @@ func ruleSummary(p *Policy, check string, c *Claims) string {
 	case "token type":
 		return fmt.Sprintf("typ claim %q, header typ %q", c.Type, c.HeaderType)
 	case "expiry":
-		return fmt.Sprintf("exp %d", c.Expiry)
+		return fmt.Sprintf("exp %d, in %d s", c.Expiry, c.Expiry-p.now().Unix())
+	case "not before":
+		if c.NotBefore == 0 {
+			return "no nbf"
+		}
+		return fmt.Sprintf("nbf %d", c.NotBefore)
+	case "issued at":
+		if c.IssuedAt == 0 {
+			return "no iat"
+		}
+		return fmt.Sprintf("iat %d, %d s ago", c.IssuedAt, p.now().Unix()-c.IssuedAt)
 	case "audience":
 		return fmt.Sprintf("aud %s, required one of %s", list(c.Audience), list(p.r.audiences))
 	case "allowed clients":
@@ -171,13 +181,21 @@ func ruleSummary(p *Policy, check string, c *Claims) string {
 		}
 		return fmt.Sprintf("client %q", c.ClientID())
 	case "scopes":
-		return fmt.Sprintf("scopes %s, required %s of %s", list(c.Scopes), matchName(p.r.scopes.any), list(p.r.scopes.values))
+		return fmt.Sprintf("scopes %s, required %s", list(c.Scopes), required(p.r.scopes))
 	case "realm roles":
-		return fmt.Sprintf("realm roles %s, required %s of %s", list(c.RealmRoles), matchName(p.r.realmRoles.any), list(p.r.realmRoles.values))
+		return fmt.Sprintf("realm roles %s, required %s", list(c.RealmRoles), required(p.r.realmRoles))
 	case "client roles":
 		return fmt.Sprintf("client roles %s", list(clientRoleList(c.ClientRoles)))
 	}
 	return ""
+}
+
+// required says what a requirement asks for: "none", or "all of [a, b]".
+func required(r requirement) string {
+	if len(r.values) == 0 {
+		return "none"
+	}
+	return matchName(r.any) + " of " + list(r.values)
 }
 
 // Summary is a one-line verdict for the explanation: "allow" or the

@@ -43,6 +43,8 @@ type compiled struct {
 	bodyReadTimeout   time.Duration // idle timeout of each request body read
 	maxConnections    int           // open connections on the main listener
 
+	grpc *grpcListener // nil: no gRPC listener
+
 	logLevel  zapcore.Level
 	logFormat string
 }
@@ -60,6 +62,7 @@ func compile(c *Config, deps policy.Deps, clock func() time.Time) (*compiled, er
 		}
 	}
 	add(out.compileListeners(c))
+	add(out.compileGRPC(c.GRPC))
 	add(out.compileUpstream(c.Upstream))
 	add(out.compileForwardAuth(c.ForwardAuth))
 	add(out.compileServer(c.Server))
@@ -217,9 +220,7 @@ func (o *compiled) compileGate(c *Config, deps policy.Deps, clock func() time.Ti
 	if deps.Clock == nil {
 		deps.Clock = time.Now
 	}
-	g, err := authz.Compile(authz.Spec{Config: c.Config, Policy: c.Policy, Routes: c.Routes,
-		Headers: c.UpstreamHeaders, JWT: c.UpstreamJWT},
-		authz.Options{Deps: deps, PolicyField: "policy", Owned: []string{RequestIDHeader}})
+	g, err := CompileGate(c, deps)
 	if err != nil {
 		return err
 	}
@@ -231,6 +232,14 @@ func (o *compiled) compileGate(c *Config, deps policy.Deps, clock func() time.Ti
 	}
 	o.gate = g
 	return nil
+}
+
+// CompileGate compiles the request layer of a sidecar configuration, as the
+// sidecar runs it (keycloak-jwt-explain judges requests with it).
+func CompileGate(c *Config, deps policy.Deps) (*authz.Gate, error) {
+	return authz.Compile(authz.Spec{Config: c.Config, Policy: c.Policy, Routes: c.Routes,
+		Headers: c.UpstreamHeaders, JWT: c.UpstreamJWT},
+		authz.Options{Deps: deps, PolicyField: "policy", Owned: []string{RequestIDHeader}})
 }
 
 // seconds converts a *_seconds field (0 = default) to a duration.
