@@ -8,13 +8,13 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"math/big"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
@@ -335,9 +335,12 @@ type Claims struct {
 	// when none. It refuses such tokens when they declare no type.
 	NotAccessClaim string
 
-	raw     []byte
-	rawOnce sync.Once
-	rawMap  map[string]any
+	// Get reads the payload: raw, decoded, until the token is cached, then
+	// enc, its segment of the cached token (see tokenCache.put): a cached
+	// token keeps no decoded copy of its payload.
+	raw   []byte
+	enc   string
+	valid atomic.Uint32 // Get's verdict on the payload: 0 not yet known, 1 JSON, 2 not
 }
 
 // ClientID is the stable client identity: azp, else client_id, else sub.
@@ -349,19 +352,6 @@ func (c *Claims) ClientID() string {
 		return c.ClientIDClaim
 	}
 	return c.Subject
-}
-
-// Get returns any claim of the payload by name (decoded lazily, once).
-// Values are JSON-decoded: string, float64, bool, []any, map[string]any.
-func (c *Claims) Get(name string) (any, bool) {
-	c.rawOnce.Do(func() {
-		var m map[string]any
-		if json.Unmarshal(c.raw, &m) == nil {
-			c.rawMap = m
-		}
-	})
-	v, ok := c.rawMap[name]
-	return v, ok
 }
 
 // jsonParsers recycles fastjson parsers: the header and the claims of every

@@ -1,14 +1,20 @@
 package policy
 
 import (
+	"encoding/binary"
 	"hash/maphash"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/keycloak-jwt/keycloak-jwt/jwks"
 )
 
 // cacheEntry is one verified token. The whole token is kept so a hash
-// collision can never return another token's claims.
+// collision can never return another token's claims; the claims' payload
+// segment (what Claims.Get reads) is a part of it, so an entry costs the
+// token once plus the decoded claims the checks read (see
+// TestTokenCacheMemory: at most twice the token's size).
 type cacheEntry struct {
 	token  string
 	claims *Claims
@@ -52,6 +58,7 @@ func (t *TokenCaches) get(size int) *tokenCache {
 type tokenCache struct {
 	seed   maphash.Seed
 	perCap int
+	shapes shapes
 	shards [cacheShards]struct {
 		mu sync.Mutex
 		m  map[uint64]*cacheEntry
@@ -82,7 +89,23 @@ func (c *tokenCache) get(token string, now int64) *cacheEntry {
 	return e
 }
 
+// put keeps e under token. The token is copied first: the caller's string
+// may be a part of a larger buffer (a header block, a socket message) that
+// the cache must not pin. The copy also holds the token's jti, and the
+// claims' payload segment (what Claims.Get reads) is moved onto it; the
+// claims every token of one client repeats are shared (see shapes).
 func (c *tokenCache) put(token string, e *cacheEntry) {
+	cl := e.claims
+	var b strings.Builder
+	b.Grow(len(token) + len(cl.ID))
+	b.WriteString(token)
+	b.WriteString(cl.ID)
+	own := b.String()
+	if first, last := strings.IndexByte(own, '.'), strings.LastIndexByte(own, '.'); first > 0 && last > first {
+		cl.enc, cl.raw = own[first+1:last], nil
+	}
+	e.token, cl.ID = own[:len(token)], own[len(token):]
+	c.shapes.share(cl)
 	h := maphash.String(c.seed, token)
 	s := &c.shards[h%cacheShards]
 	s.mu.Lock()
@@ -113,4 +136,83 @@ func (c *tokenCache) len() int {
 		c.shards[i].mu.Unlock()
 	}
 	return n
+}
+
+// shapes shares, between cached tokens, the claims that all tokens of one
+// client carry alike: issuer, subject, types, client ids, audience, scopes
+// and roles. Keycloak mints them anew for every token, so without sharing
+// each cached token kept its own copies (about 1.4 KB of small strings,
+// slices and a map, as much as the token itself); only jti and the times
+// differ between the tokens of a client. Shared values are read-only, as
+// all Claims are. Bounded: emptied when full.
+type shapes struct {
+	mu  sync.Mutex
+	key []byte // scratch, under mu
+	m   map[string]*shape
+}
+
+// shape is the shared part of Claims.
+type shape struct {
+	iss, sub, typ, azp, clientID string
+	aud, scopes, realmRoles      []string
+	clientRoles                  map[string][]string
+}
+
+const shapesSize = 1024
+
+// share points cl's repeated claims at an equal shape's values, or records
+// cl's as a new shape.
+func (s *shapes) share(cl *Claims) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := s.key[:0]
+	for _, v := range [...]string{cl.Issuer, cl.Subject, cl.Type, cl.AuthorizedParty, cl.ClientIDClaim} {
+		k = appendField(k, v)
+	}
+	for _, l := range [...][]string{cl.Audience, cl.Scopes, cl.RealmRoles} {
+		k = appendList(k, l)
+	}
+	if cl.ClientRoles == nil {
+		k = binary.AppendUvarint(k, 0)
+	} else {
+		clients := make([]string, 0, len(cl.ClientRoles))
+		for c := range cl.ClientRoles {
+			clients = append(clients, c)
+		}
+		slices.Sort(clients)
+		k = binary.AppendUvarint(k, uint64(len(clients))+1)
+		for _, c := range clients {
+			k = appendField(k, c)
+			k = appendList(k, cl.ClientRoles[c])
+		}
+	}
+	s.key = k
+	if sh, ok := s.m[string(k)]; ok {
+		cl.Issuer, cl.Subject, cl.Type, cl.AuthorizedParty, cl.ClientIDClaim = sh.iss, sh.sub, sh.typ, sh.azp, sh.clientID
+		cl.Audience, cl.Scopes, cl.RealmRoles, cl.ClientRoles = sh.aud, sh.scopes, sh.realmRoles, sh.clientRoles
+		return
+	}
+	if s.m == nil || len(s.m) >= shapesSize {
+		s.m = make(map[string]*shape)
+	}
+	s.m[string(k)] = &shape{iss: cl.Issuer, sub: cl.Subject, typ: cl.Type, azp: cl.AuthorizedParty, clientID: cl.ClientIDClaim,
+		aud: cl.Audience, scopes: cl.Scopes, realmRoles: cl.RealmRoles, clientRoles: cl.ClientRoles}
+}
+
+// appendField and appendList encode the shape key without ambiguity:
+// every string is length-prefixed, a list is its length + 1 (0 for nil)
+// then its strings.
+func appendField(k []byte, v string) []byte {
+	return append(binary.AppendUvarint(k, uint64(len(v))), v...)
+}
+
+func appendList(k []byte, l []string) []byte {
+	if l == nil {
+		return binary.AppendUvarint(k, 0)
+	}
+	k = binary.AppendUvarint(k, uint64(len(l))+1)
+	for _, v := range l {
+		k = appendField(k, v)
+	}
+	return k
 }
