@@ -4,6 +4,7 @@
 #   scripts/keycloak.sh start   fetch (cached), unpack, start on loopback with the
 #                               realm export imported, wait for /health/ready,
 #                               check the import log, set up the Python client's venv
+#                               and OpenTofu (examples/terraform's parse check)
 #   scripts/keycloak.sh env     print the exports the end-to-end tests read
 #   scripts/keycloak.sh stop    stop the Keycloak this script started (by PID)
 #   scripts/keycloak.sh log     print the server log
@@ -26,6 +27,7 @@ PORT="${KEYCLOAK_PORT:-8380}"
 MGMT_PORT="${KEYCLOAK_MANAGEMENT_PORT:-9000}"
 WAIT="${KEYCLOAK_WAIT_SECONDS:-240}"
 JAVA_HOME_KC="${KEYCLOAK_JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}"
+TOFU_VERSION=v1.12.6
 REALM_FILE="$ROOT/examples/keycloak/realm-demo.json"
 PY_REQUIREMENTS="$ROOT/examples/python-client/requirements.txt"
 
@@ -96,8 +98,26 @@ python_venv() {
   fi
 }
 
+# OpenTofu, built from its Go module (the proxy serves it; `go install
+# pkg@version` refuses its replace directive, so it is built inside the
+# downloaded module), for the parse check of examples/terraform. The Keycloak
+# provider is not served by the Go module proxy and the provider registry is
+# out of reach here, so the example is parsed, not applied.
+tofu_build() {
+  local bin="$CACHE/bin/tofu-$TOFU_VERSION"
+  [ -x "$bin" ] && return 0
+  say "building OpenTofu $TOFU_VERSION from the Go module proxy (once; several minutes)"
+  local dir src
+  dir=$(go mod download -json "github.com/opentofu/opentofu@$TOFU_VERSION" | python3 -c 'import sys, json; print(json.load(sys.stdin)["Dir"])')
+  src=$(mktemp -d)
+  cp -r "$dir/." "$src" && chmod -R u+w "$src"
+  mkdir -p "$CACHE/bin"
+  (cd "$src" && go build -o "$bin.tmp" ./cmd/tofu) && mv "$bin.tmp" "$bin"
+  rm -rf "$src"
+}
+
 start() {
-  if running; then say "already running (pid $(cat "$PIDFILE"))"; python_venv; return 0; fi
+  if running; then say "already running (pid $(cat "$PIDFILE"))"; python_venv; tofu_build; return 0; fi
   [ -x "$JAVA_HOME_KC/bin/java" ] || { say "no Java at $JAVA_HOME_KC (Keycloak 26 needs 21+; set KEYCLOAK_JAVA_HOME)"; return 1; }
   fetch
   # A fresh database every start: --import-realm imports only into an empty one.
@@ -128,6 +148,7 @@ start() {
   if ! check_import; then stop; return 1; fi
   say "realm demo imported from examples/keycloak/realm-demo.json without errors or warnings"
   python_venv
+  tofu_build
 }
 
 stop() {
@@ -156,6 +177,7 @@ export KEYCLOAK_E2E_VERSION=$VERSION
 export KEYCLOAK_E2E_LOG=$LOG
 EOF
   if [ -x "$VENV/bin/python" ]; then echo "export KEYCLOAK_E2E_PYTHON=$VENV/bin/python"; fi
+  if [ -x "$CACHE/bin/tofu-$TOFU_VERSION" ]; then echo "export KEYCLOAK_E2E_TOFU=$CACHE/bin/tofu-$TOFU_VERSION"; fi
 }
 
 case "${1:-}" in
