@@ -27,13 +27,21 @@ for m in "${modules[@]}"; do go -C "$m" vet ./...; done
 echo "== staticcheck (pinned)"
 for m in "${modules[@]}"; do go -C "$m" run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...; done
 
-echo "== real upstreams (php-cli from Debian's packages, for sidecar/hostile_test.go)"
-if ! command -v php >/dev/null 2>&1; then
+echo "== real peers from Debian's packages (installed when missing)"
+# command package: php-cli is the PHP upstream of sidecar/hostile_test.go,
+# chromium the browser of e2e/browser (driven by playwright-core from npm).
+missing=""
+apt_need() { command -v "$1" >/dev/null 2>&1 || missing="$missing $2"; }
+apt_need php php-cli
+apt_need chromium chromium
+if [ -n "$missing" ]; then
+  echo "installing:$missing"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq php-cli >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
 fi
 php -v | head -n 1
+chromium --version
 
 echo "== Keycloak (real, for e2e/keycloak: scripts/keycloak.sh; the first run downloads it with Maven)"
 trap 'bash scripts/keycloak.sh stop || true' EXIT
