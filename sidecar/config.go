@@ -84,6 +84,10 @@ type Config struct {
 	UpstreamJWT upstream.JWTConfig `json:"upstream_jwt"`
 	// Server holds the listener limits and the graceful shutdown timeout.
 	Server ServerConfig `json:"server"`
+	// GRPC is the optional gRPC listener for Envoy's and Istio's external
+	// authorization (envoy.service.auth.v3.Authorization/Check). Off
+	// unless listen is set.
+	GRPC GRPCConfig `json:"grpc"`
 	// Log configures the structured (zap) logs on stderr.
 	Log LogConfig `json:"log"`
 }
@@ -142,6 +146,24 @@ type ForwardAuthConfig struct {
 // Route is one access rule: a path prefix, methods, and the requirements
 // that replace the shared policy's. The fields are those of authz.Route.
 type Route = authz.Route
+
+// GRPCConfig is the gRPC external authorization listener.
+type GRPCConfig struct {
+	// Listen is its address, e.g. "127.0.0.1:9001". Empty: off. It must
+	// differ from listen and admin_listen.
+	Listen string `json:"listen"`
+	// TLS serves it over TLS (plaintext when cert_file is empty).
+	TLS GRPCTLSConfig `json:"tls"`
+}
+
+// GRPCTLSConfig is the gRPC listener's TLS: its certificate and key
+// (PEM files, read at start-up), and the CA whose client certificates it
+// requires (mutual TLS; empty: none required).
+type GRPCTLSConfig struct {
+	CertFile     string `json:"cert_file"`
+	KeyFile      string `json:"key_file"`
+	ClientCAFile string `json:"client_ca_file"`
+}
 
 // ServerConfig holds the listeners' limits.
 type ServerConfig struct {

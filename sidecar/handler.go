@@ -78,15 +78,20 @@ func (ev *event) record(res *authz.Result) {
 	}
 }
 
-// finish records the request's metrics and writes its log line: debug for
-// allowed and public requests, info for denials, warn for upstream errors.
-// The token and the query string are never logged.
+// finish records the request's metrics and writes its log line.
 func (s *Server) finish(rec *recorder, r *http.Request, ev *event, start time.Time) {
-	elapsed := time.Since(start)
 	status := rec.status
 	if status == 0 {
 		status = http.StatusSwitchingProtocols // hijacked (upgrade) or nothing written
 	}
+	s.done(ev, status, start, time.Since(start), r.RemoteAddr)
+}
+
+// done records the metrics of a request (HTTP, or a gRPC check) and writes
+// its log line: debug for allowed and public requests, info for denials,
+// warn for upstream errors. The token and the query string are never
+// logged. remoteAddr is the peer's host:port.
+func (s *Server) done(ev *event, status int, start time.Time, elapsed time.Duration, remoteAddr string) {
 	if ev.outcome != "" {
 		route := ev.route
 		if route == "" {
@@ -109,9 +114,9 @@ func (s *Server) finish(rec *recorder, r *http.Request, ev *event, start time.Ti
 	if ce == nil {
 		return
 	}
-	remote, _, err := net.SplitHostPort(r.RemoteAddr)
+	remote, _, err := net.SplitHostPort(remoteAddr)
 	if err != nil {
-		remote = r.RemoteAddr
+		remote = remoteAddr
 	}
 	fields := []zap.Field{
 		zap.String("request_id", ev.rid), zap.String("mode", ev.mode),

@@ -191,6 +191,7 @@ var restartOnly = []struct {
 	{"server.max_header_bytes", func(c *compiled) any { return c.maxHeaderBytes }},
 	{"server.body_read_timeout_seconds", func(c *compiled) any { return c.bodyReadTimeout }},
 	{"server.max_connections", func(c *compiled) any { return c.maxConnections }},
+	{"grpc", func(c *compiled) any { return c.grpc.settings() }},
 	{"log.level", func(c *compiled) any { return c.logLevel }},
 	{"log.format", func(c *compiled) any { return c.logFormat }},
 }

@@ -59,6 +59,7 @@ type Server struct {
 
 	draining    atomic.Bool
 	ln, adminLn net.Listener
+	grpcLn      net.Listener // nil without grpc.listen
 	conns       *connLimiter // ln, bounded by server.max_connections
 }
 
@@ -144,6 +145,10 @@ func (s *Server) Listen() error {
 		_ = ln.Close()
 		return fmt.Errorf("admin_listen %s: %w", s.c.adminListen, err)
 	}
+	if err := s.listenGRPC(); err != nil {
+		_, _ = ln.Close(), adminLn.Close()
+		return err
+	}
 	s.conns = newConnLimiter(ln, s.c.maxConnections, s.limits)
 	s.ln, s.adminLn = s.conns, adminLn
 	return nil
@@ -199,9 +204,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer stopWarm()
 	go s.keepKeysWarm(warmCtx)
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- main.Serve(s.ln) }()
 	go func() { errc <- admin.Serve(s.adminLn) }()
+	stopGRPC := s.serveGRPC(errc)
 	s.log.Info("sidecar serving", zap.String("listen", s.Addr()), zap.String("admin_listen", s.AdminAddr()),
 		zap.Stringer("upstream", urlStringer{s}), zap.Bool("forward_auth", s.c.fwdEnabled))
 
@@ -216,9 +222,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	shCtx, cancel := context.WithTimeout(context.Background(), s.c.shutdownTimeout)
 	defer cancel()
 	var errs []error
+	grpcStopped := make(chan error, 1)
+	go func() { grpcStopped <- stopGRPC(shCtx) }()
 	if err := main.Shutdown(shCtx); err != nil {
 		_ = main.Close()
 		errs = append(errs, fmt.Errorf("graceful shutdown of %s: %w", s.Addr(), err))
+	}
+	if err := <-grpcStopped; err != nil {
+		errs = append(errs, err)
 	}
 	if err := admin.Shutdown(shCtx); err != nil {
 		_ = admin.Close()
