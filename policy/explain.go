@@ -123,7 +123,7 @@ func (p *Policy) Explain(ctx context.Context, token string) Explanation {
 			pass("key", fmt.Sprintf("kid %q (%s)", key.ID, h.Alg))
 			if !key.Allows(h.Alg) {
 				fail("signature", ReasonAlgorithm, fmt.Sprintf("alg %q does not fit key %q", h.Alg, key.ID), "")
-			} else if err := verifySignature(h.Alg, key, pt.signingInput, pt.sig); err != nil {
+			} else if err := jwks.Verify(h.Alg, key, pt.signingInput, pt.sig); err != nil {
 				fail("signature", ReasonSignature, err.Error(), "the token was altered, or signed by another key with the same kid")
 			} else {
 				pass("signature", "verified")
