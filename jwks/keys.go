@@ -92,6 +92,14 @@ func (s *KeySet) Len() int {
 	return s.count
 }
 
+// Keys lists the usable keys.
+func (s *KeySet) Keys() []*Key {
+	if s == nil {
+		return nil
+	}
+	return s.all()
+}
+
 // IDs lists the kids of the usable keys.
 func (s *KeySet) IDs() []string {
 	var ids []string

@@ -21,6 +21,7 @@ func (s *Server) newAdminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	s.registerStatus(mux)
 	// The configured JWKS path is matched by hand, not registered as a mux
 	// pattern: any path the upstream package accepts is then served as is.
 	// The signer is the live configuration's (a reload may change it).

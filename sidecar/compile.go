@@ -47,6 +47,8 @@ type compiled struct {
 
 	logLevel  zapcore.Level
 	logFormat string
+
+	statusPage bool // status_page.enabled
 }
 
 // compile validates c and builds everything the server needs. Every section
@@ -67,6 +69,7 @@ func compile(c *Config, deps policy.Deps, clock func() time.Time) (*compiled, er
 	add(out.compileForwardAuth(c.ForwardAuth))
 	add(out.compileServer(c.Server))
 	add(out.compileLog(c.Log))
+	out.statusPage = c.StatusPage.Enabled
 	add(out.compileGate(c, deps, clock))
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

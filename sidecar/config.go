@@ -90,6 +90,18 @@ type Config struct {
 	GRPC GRPCConfig `json:"grpc"`
 	// Log configures the structured (zap) logs on stderr.
 	Log LogConfig `json:"log"`
+	// StatusPage serves a status page and the explain form and API on the
+	// admin listener. Off by default.
+	StatusPage StatusPageConfig `json:"status_page"`
+}
+
+// StatusPageConfig is the admin listener's status page: the live routes,
+// each realm's keys, the token cache's hit rate, recent denials by reason,
+// and the explain form (POST /explain: why a token is allowed or refused on
+// a route). It answers only peers on loopback, whatever admin_listen is.
+type StatusPageConfig struct {
+	// Enabled turns the page (GET /) and POST /explain on. Default false.
+	Enabled bool `json:"enabled"`
 }
 
 // UpstreamConfig is the reverse proxy's target.

@@ -98,6 +98,9 @@ func (s *Server) done(ev *event, status int, start time.Time, elapsed time.Durat
 			route = "none"
 		}
 		s.metrics.decision(ev.mode, route, ev.outcome, ev.reason).Inc()
+		if ev.outcome == outcomeDeny && s.c.statusPage {
+			s.metrics.recent.add(start, ev.reason, route, status)
+		}
 	}
 	s.metrics.observeDuration(ev.mode, status, elapsed.Seconds())
 

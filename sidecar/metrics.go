@@ -29,6 +29,9 @@ type metrics struct {
 	// fraction of WithLabelValues on every request.
 	decisionChildren sync.Map // decisionLabels → prometheus.Counter
 	durationChildren sync.Map // durationLabels → prometheus.Observer
+
+	// recent are the denials the status page shows.
+	recent recentDenials
 }
 
 type decisionLabels struct{ mode, route, outcome, reason string }
