@@ -40,7 +40,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/keycloak-jwt/keycloak-jwt/authz"
 )
@@ -252,12 +251,12 @@ next:
 	return out
 }
 
-// overwrite is a header that replaces every value of its name. Both fields
-// say so: Envoys before append_action read only append.
+// overwrite is a header that replaces every value of its name. The
+// deprecated append field stays unset, which Envoys from before
+// append_action read as overwrite too.
 func overwrite(name, value string) *corev3.HeaderValueOption {
 	return &corev3.HeaderValueOption{
 		Header:       &corev3.HeaderValue{Key: name, Value: value},
-		Append:       wrapperspb.Bool(false),
 		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 	}
 }

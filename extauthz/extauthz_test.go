@@ -154,7 +154,9 @@ func (f *fixture) check(t *testing.T, r *authv3.CheckRequest) answer {
 	}
 	for _, h := range hs {
 		a.set[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
-		if h.GetAppend().GetValue() || h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
+		// The deprecated append field is unset (read through reflection).
+		m := h.ProtoReflect()
+		if m.Has(m.Descriptor().Fields().ByName("append")) || h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
 			a.overwrit = false
 		}
 	}

@@ -29,11 +29,13 @@ for m in "${modules[@]}"; do go -C "$m" run honnef.co/go/tools/cmd/staticcheck@v
 
 echo "== real peers from Debian's packages (installed when missing)"
 # command package: php-cli is the PHP upstream of sidecar/hostile_test.go,
-# chromium the browser of e2e/browser (driven by playwright-core from npm).
+# chromium the browser of e2e/browser (driven by playwright-core from npm),
+# nginx-light the nginx in front of the sidecar in e2e/nginx (auth_request).
 missing=""
 apt_need() { command -v "$1" >/dev/null 2>&1 || missing="$missing $2"; }
 apt_need php php-cli
 apt_need chromium chromium
+apt_need nginx nginx-light
 if [ -n "$missing" ]; then
   echo "installing:$missing"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -42,6 +44,7 @@ if [ -n "$missing" ]; then
 fi
 php -v | head -n 1
 chromium --version
+"$(command -v nginx || echo /usr/sbin/nginx)" -v
 
 echo "== Keycloak (real, for e2e/keycloak: scripts/keycloak.sh; the first run downloads it with Maven)"
 trap 'bash scripts/keycloak.sh stop || true' EXIT
