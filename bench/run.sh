@@ -12,6 +12,7 @@ COUNT="${COUNT:-6}"
 BENCHSTAT_VERSION=v0.0.0-20250813145418-2f7363a06fe1
 
 mkdir -p bench/results bench/bin
+rm -f bench/results/callgrind.failed
 out="bench/results/$(date -u +%Y%m%dT%H%M%SZ).md"
 
 export GOBIN="$PWD/bench/bin"
@@ -33,6 +34,10 @@ go build -o bench/bin/loadbench ./bench/loadbench
   bench/bin/benchstat bench/results/engine.txt
   echo '```'
   echo
+  echo "## 1b. Instruction counts (valgrind --tool=callgrind; fails on > 10 % growth against bench/callgrind.txt)"
+  echo
+  bash bench/callgrind.sh || echo "callgrind.sh failed" > bench/results/callgrind.failed
+  echo
   echo "## 2. Kong plugin through the plugin-server socket (baseline = same PDK calls, no checks)"
   echo
   echo '```'
@@ -44,3 +49,7 @@ go build -o bench/bin/loadbench ./bench/loadbench
 } | tee "$out"
 echo
 echo "written: $out"
+if [ -e bench/results/callgrind.failed ]; then
+  echo "run.sh: an instruction count grew by more than 10 % (section 1b)" >&2
+  exit 1
+fi
