@@ -36,6 +36,7 @@ apt_need() { command -v "$1" >/dev/null 2>&1 || missing="$missing $2"; }
 apt_need php php-cli
 apt_need chromium chromium
 apt_need nginx nginx-light
+apt_need redis-server redis-server
 if [ -n "$missing" ]; then
   echo "installing:$missing"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
