@@ -48,6 +48,7 @@ type Cache struct {
 
 	mu      sync.Mutex
 	sources map[string]*Source
+	tenants map[string]*TenantSet // by TenantSpec.cacheKey
 }
 
 // NewCache returns an empty cache.
@@ -58,7 +59,7 @@ func NewCache(o Options) *Cache {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
-	return &Cache{log: o.Logger, now: o.Clock, transport: o.Transport, sources: map[string]*Source{}}
+	return &Cache{log: o.Logger, now: o.Clock, transport: o.Transport, sources: map[string]*Source{}, tenants: map[string]*TenantSet{}}
 }
 
 // Source returns the shared source for spec, creating it on first use. It
@@ -77,13 +78,18 @@ func (c *Cache) Source(spec Spec) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Source{spec: spec, cfg: spec.Config.withDefaults(), cache: c, client: client}
-	s.log = c.log.With(zap.String("issuer", spec.Issuer), zap.String("keys_from", s.where()))
+	s := c.newSource(spec, client)
 	if spec.InsecureSkipVerify {
 		s.log.Warn("TLS verification is OFF for this key source (insecure_skip_verify): development only")
 	}
 	c.sources[key] = s
 	return s, nil
+}
+
+func (c *Cache) newSource(spec Spec, client *http.Client) *Source {
+	s := &Source{spec: spec, cfg: spec.Config.withDefaults(), cache: c, client: client}
+	s.log = c.log.With(zap.String("issuer", spec.Issuer), zap.String("keys_from", s.where()))
+	return s
 }
 
 // Sources lists every registered source, for readiness checks and metrics.

@@ -32,7 +32,8 @@ func TestRefreshBeforeExpiry(t *testing.T) {
 	if _, err := s.Key(ctx, kid, "RS256"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { _, j := idp.Fetches(); return j == 2 })
+	// The fetch counts before it publishes: wait for the new set itself.
+	waitFor(t, func() bool { _, j := idp.Fetches(); return j == 2 && s.Current().FetchedAt.Equal(clk.Now()) })
 	if got := s.Current().ExpiresAt.Sub(clk.Now()); got != 600*time.Second {
 		t.Fatalf("the refreshed set expires in %s, want 600s", got)
 	}

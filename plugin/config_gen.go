@@ -27,6 +27,7 @@ type Config struct {
 	RealmRolesMatch     string            `json:"realm_roles_match"`
 	ClientRolesRequired []string          `json:"client_roles_required"`
 	ClientRolesMatch    string            `json:"client_roles_match"`
+	Tenants             []string          `json:"tenants"`
 	Algorithms          []string          `json:"algorithms"`
 	LeewaySeconds       *int              `json:"leeway_seconds"`
 	MaxTokenBytes       int               `json:"max_token_bytes"`
@@ -62,6 +63,7 @@ func (c *Config) parts() (p policy.Config, a authz.Config, k kongFields) {
 	p.Requirements.RealmRolesMatch = c.RealmRolesMatch
 	p.Requirements.ClientRolesRequired = c.ClientRolesRequired
 	p.Requirements.ClientRolesMatch = c.ClientRolesMatch
+	p.Requirements.Tenants = c.Tenants
 	p.Algorithms = c.Algorithms
 	p.LeewaySeconds = c.LeewaySeconds
 	p.MaxTokenBytes = c.MaxTokenBytes

@@ -51,6 +51,10 @@ type Requirements struct {
 	// ClientRolesRequired as "client:role" from resource_access.<client>.roles.
 	ClientRolesRequired []string `json:"client_roles_required"`
 	ClientRolesMatch    string   `json:"client_roles_match"`
+	// Tenants, when set, is an allow-list of tenants: the realm an issuer
+	// pattern (issuers[].issuer with {tenant}) matched in the token's iss.
+	// A token of a fixed issuer has no tenant and is refused.
+	Tenants []string `json:"tenants"`
 }
 
 // Config is the engine's raw configuration, as operators write it (Kong
@@ -71,14 +75,80 @@ type Config struct {
 	JWKS JWKSConfig `json:"jwks"`
 }
 
-// Issuer is one trusted token issuer (a Keycloak realm).
+// Issuer is one trusted token issuer (a Keycloak realm), or with
+// {tenant} in Issuer a pattern of many (a realm per tenant).
 type Issuer struct {
-	// Issuer is the exact "iss" of its tokens, e.g. https://sso.example.com/realms/prod.
+	// Issuer is the exact "iss" of its tokens, e.g.
+	// https://sso.example.com/realms/prod; or a pattern such as
+	// https://sso.example.com/realms/{tenant}, whose realms are discovered
+	// on first use (DiscoveryURL and JWKSURI then hold {tenant} too).
 	Issuer string `json:"issuer"`
 	// DiscoveryURL overrides where the discovery document is fetched.
 	DiscoveryURL string `json:"discovery_url"`
 	// JWKSURI fetches keys from this URL directly, skipping discovery.
 	JWKSURI string `json:"jwks_uri"`
+	// TenantAllowList or TenantRegex (one of them, for a pattern only):
+	// the tenants whose realms may be discovered; the regex (RE2) must
+	// match the whole tenant.
+	TenantAllowList []string `json:"tenant_allow_list"`
+	TenantRegex     string   `json:"tenant_regex"`
+	// MaxTenants bounds the realms of the pattern held at once (default
+	// 1000); TenantIdleSeconds drops a realm unused that long (default
+	// 3600); TenantDiscoveriesPerMinute bounds the new realms discovered
+	// per minute (default 60); TenantAbsentSeconds is how long a realm
+	// whose discovery failed is refused without asking again (default 300).
+	MaxTenants                 int `json:"max_tenants"`
+	TenantIdleSeconds          int `json:"tenant_idle_seconds"`
+	TenantDiscoveriesPerMinute int `json:"tenant_discoveries_per_minute"`
+	TenantAbsentSeconds        int `json:"tenant_absent_seconds"`
+}
+
+// isPattern reports whether the issuer is a pattern of realms.
+func (is Issuer) isPattern() bool { return strings.Contains(is.Issuer, jwks.TenantPlaceholder) }
+
+// tenantSpec compiles a pattern issuer, collecting every error.
+func (is Issuer) tenantSpec(field, iss string, cfg jwks.Config) (jwks.TenantSpec, []error) {
+	var errs []error
+	bound := func(name string, v, maxV int) int {
+		if v < 0 || v > maxV {
+			errs = append(errs, cfgErr(field+"."+name, "must be between 0 (default) and %d, got %d", maxV, v))
+			return 0
+		}
+		return v
+	}
+	s := time.Second
+	t := jwks.TenantSpec{Issuer: iss, DiscoveryURL: is.DiscoveryURL, JWKSURI: is.JWKSURI,
+		Allow: is.TenantAllowList, Pattern: is.TenantRegex, Config: cfg,
+		MaxTenants:           bound("max_tenants", is.MaxTenants, 1_000_000),
+		IdleAfter:            time.Duration(bound("tenant_idle_seconds", is.TenantIdleSeconds, maxJWKSSeconds)) * s,
+		DiscoveriesPerMinute: bound("tenant_discoveries_per_minute", is.TenantDiscoveriesPerMinute, 100_000),
+		AbsentFor:            time.Duration(bound("tenant_absent_seconds", is.TenantAbsentSeconds, maxJWKSSeconds)) * s,
+	}
+	if len(errs) == 0 {
+		if err := t.Validate(); err != nil {
+			errs = append(errs, cfgErr(field, "%s", strings.TrimPrefix(err.Error(), jwks.ErrInvalidSpec.Error()+": ")))
+		}
+	}
+	return t, errs
+}
+
+// tenantFields names the fields that only a pattern may set.
+func (is Issuer) tenantFields() []string {
+	var set []string
+	if is.TenantAllowList != nil {
+		set = append(set, "tenant_allow_list")
+	}
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{{"tenant_regex", is.TenantRegex != ""}, {"max_tenants", is.MaxTenants != 0},
+		{"tenant_idle_seconds", is.TenantIdleSeconds != 0}, {"tenant_discoveries_per_minute", is.TenantDiscoveriesPerMinute != 0},
+		{"tenant_absent_seconds", is.TenantAbsentSeconds != 0}} {
+		if f.set {
+			set = append(set, f.name)
+		}
+	}
+	return set
 }
 
 // JWKSConfig is the operator-facing form of jwks.Config (seconds and bytes).
@@ -189,6 +259,8 @@ func (c Config) Validate() error {
 // rules is the compiled, key-independent part of a Config.
 type rules struct {
 	issuers      []jwks.Spec
+	patterns     []jwks.TenantSpec
+	tenants      []string
 	audiences    []string
 	clients      []string
 	algs         []string
@@ -288,10 +360,23 @@ func (c Config) compileRules() (*rules, error) {
 			continue
 		}
 		seen[iss] = true
-		spec := jwks.Spec{Issuer: iss, DiscoveryURL: is.DiscoveryURL, JWKSURI: is.JWKSURI, Config: c.JWKS.toJWKS()}
+		cfg := c.JWKS.toJWKS()
 		if !jwksOK {
-			spec.Config = jwks.Config{} // already reported in the operator's terms
+			cfg = jwks.Config{} // already reported in the operator's terms
 		}
+		if is.isPattern() {
+			t, terrs := is.tenantSpec(field, iss, cfg)
+			errs = append(errs, terrs...)
+			if len(terrs) == 0 {
+				r.patterns = append(r.patterns, t)
+			}
+			continue
+		}
+		if f := is.tenantFields(); len(f) > 0 {
+			add(cfgErr(field+"."+f[0], "is only for an issuer pattern (an issuer holding %s)", jwks.TenantPlaceholder))
+			continue
+		}
+		spec := jwks.Spec{Issuer: iss, DiscoveryURL: is.DiscoveryURL, JWKSURI: is.JWKSURI, Config: cfg}
 		if err := spec.Validate(); err != nil {
 			add(cfgErr(field, "%s", strings.TrimPrefix(err.Error(), jwks.ErrInvalidSpec.Error()+": ")))
 			continue
@@ -365,6 +450,11 @@ func (c Config) compileRules() (*rules, error) {
 	}
 	r.clientAny, err = compileMatch("client_roles_match", c.ClientRolesMatch)
 	add(err)
+	r.tenants, err = nonEmpty("tenants", c.Tenants)
+	add(err)
+	if err == nil && len(r.tenants) > 0 && len(r.patterns) == 0 && len(c.Issuers) > 0 {
+		add(cfgErr("tenants", "requires an issuer pattern (an issuer holding %s): tokens of fixed issuers have no tenant", jwks.TenantPlaceholder))
+	}
 	r.leeway = DefaultLeewaySeconds
 	if c.LeewaySeconds != nil {
 		if *c.LeewaySeconds < 0 || *c.LeewaySeconds > 3600 {

@@ -37,6 +37,7 @@ const (
 	ReasonScope           = "missing_scope"
 	ReasonRealmRole       = "missing_realm_role"
 	ReasonClientRole      = "missing_client_role"
+	ReasonTenant          = "tenant_not_allowed"
 	ReasonConfig          = "invalid_config"
 )
 
@@ -60,6 +61,9 @@ type Decision struct {
 	Scope string
 	// Claims are the verified claims (set when allowed, and on 403).
 	Claims *Claims
+	// Tenant is the realm an issuer pattern matched in the token's iss
+	// ("" for a fixed issuer), set with Claims.
+	Tenant string
 	// CachedResult is true when the signature check was served by the
 	// verified-token cache.
 	CachedResult bool

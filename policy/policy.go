@@ -38,11 +38,13 @@ type Policy struct {
 	sources map[string]*jwks.Source // by issuer
 	one     *jwks.Source            // set when exactly one issuer is trusted
 	oneIss  string
-	now     func() time.Time
-	log     *zap.Logger
-	cache   *tokenCache
-	headers headerCache
-	scope   string // required scopes, space-separated, for WWW-Authenticate
+	// patterns are the issuer patterns: realms discovered on first use.
+	patterns []*jwks.TenantSet
+	now      func() time.Time
+	log      *zap.Logger
+	cache    *tokenCache
+	headers  headerCache
+	scope    string // required scopes, space-separated, for WWW-Authenticate
 
 	hits, misses atomic.Int64
 }
@@ -70,6 +72,13 @@ func Compile(cfg Config, deps Deps) (*Policy, error) {
 			return nil, cfgErr(fmt.Sprintf("issuers[%d]", i), "%v", err)
 		}
 		p.sources[spec.Issuer] = src
+	}
+	for _, spec := range r.patterns {
+		set, err := deps.Keys.Tenants(spec)
+		if err != nil {
+			return nil, cfgErr("issuers", "%s: %v", spec.Issuer, err)
+		}
+		p.patterns = append(p.patterns, set)
 	}
 	if len(r.issuers) == 1 {
 		p.oneIss = r.issuers[0].Issuer
@@ -127,7 +136,7 @@ func (p *Policy) check(ctx context.Context, token string) Decision {
 	if p.cache != nil {
 		// A hit counts only if this policy trusts what verified the entry:
 		// the key source it uses for that issuer, and the algorithm.
-		if e := p.cache.get(token, now); e != nil && p.sources[e.claims.Issuer] == e.src &&
+		if e := p.cache.get(token, now); e != nil && p.heldSource(e.claims.Issuer) == e.src &&
 			contains(p.r.algs, e.claims.Algorithm) {
 			if set := e.src.Fresh(); set != nil {
 				if k, ok := set.Lookup(e.claims.KeyID, e.claims.Algorithm); ok && k == e.key {
@@ -157,6 +166,12 @@ func (p *Policy) check(ctx context.Context, token string) Decision {
 	src := p.one
 	if claims.Issuer != p.oneIss || src == nil {
 		src = p.sources[claims.Issuer]
+	}
+	if src == nil && len(p.patterns) > 0 {
+		var d *Decision
+		if src, d = p.tenantSource(ctx, claims.Issuer); d != nil {
+			return *d
+		}
 	}
 	if src == nil {
 		return invalidToken(ReasonIssuer, "The access token was issued by an untrusted issuer",
@@ -196,7 +211,76 @@ func (p *Policy) check(ctx context.Context, token string) Decision {
 func (p *Policy) checkClaims(c *Claims, now int64, cached bool) Decision {
 	d := p.claimRules(c, now)
 	d.CachedResult = cached
+	if d.Claims != nil && len(p.patterns) > 0 {
+		d.Tenant = p.tenantOf(c.Issuer)
+	}
 	return d
+}
+
+// tenantOf is the tenant an issuer pattern matches in iss ("" when none
+// does). It discovers nothing: string comparisons only.
+func (p *Policy) tenantOf(iss string) string {
+	for _, set := range p.patterns {
+		if t, ok := set.Match(iss); ok {
+			return t
+		}
+	}
+	return ""
+}
+
+// heldSource is the key source this policy uses for iss without
+// discovering anything: a fixed issuer's, or a pattern's realm already held.
+func (p *Policy) heldSource(iss string) *jwks.Source {
+	if src := p.sources[iss]; src != nil {
+		return src
+	}
+	for _, set := range p.patterns {
+		if t, ok := set.Match(iss); ok {
+			return set.Peek(t)
+		}
+	}
+	return nil
+}
+
+// tenantSource finds the realm of iss among the issuer patterns,
+// discovering it on first use. Before any discovery, a tenant that the
+// tenants requirement refuses is denied: a route for one tenant never makes
+// the gateway fetch another's keys. A nil decision means src was found (or
+// no pattern matched: src nil).
+func (p *Policy) tenantSource(ctx context.Context, iss string) (*jwks.Source, *Decision) {
+	for _, set := range p.patterns {
+		tenant, ok := set.Match(iss)
+		if !ok {
+			continue
+		}
+		if len(p.r.tenants) > 0 && !contains(p.r.tenants, tenant) {
+			d := invalidToken(ReasonTenant, tenantMessage, tenantDetail(tenant, p.r.tenants))
+			return nil, &d
+		}
+		src, err := set.Source(ctx, tenant)
+		if err == nil {
+			return src, nil
+		}
+		var d Decision
+		if errors.Is(err, jwks.ErrTenantAbsent) {
+			d = invalidToken(ReasonIssuer, "The access token was issued by an untrusted issuer",
+				fmt.Sprintf("iss %q: realm %q of pattern %s: %v", iss, tenant, set.Pattern(), err))
+		} else {
+			d = invalidToken(ReasonKeysUnavailable, "The access token signature cannot be verified",
+				fmt.Sprintf("iss %q: realm %q of pattern %s not discovered: %v", iss, tenant, set.Pattern(), err))
+		}
+		return nil, &d
+	}
+	return nil, nil
+}
+
+const tenantMessage = "The access token's tenant may not call this API"
+
+func tenantDetail(tenant string, allowed []string) string {
+	if tenant == "" {
+		return fmt.Sprintf("the token has no tenant (its issuer is not a pattern); tenants %s", list(allowed))
+	}
+	return fmt.Sprintf("tenant %q is not in tenants %s", tenant, list(allowed))
 }
 
 // claimRules applies every claim rule of claimRuleList in order; the first

@@ -66,13 +66,27 @@ var claimRuleList = []claimRule{
 	{
 		check: "issuer", reason: ReasonIssuer,
 		eval: func(p *Policy, c *Claims, _ int64) (bool, string) {
-			if _, ok := p.sources[c.Issuer]; ok {
+			if _, ok := p.sources[c.Issuer]; ok || p.tenantOf(c.Issuer) != "" {
 				return true, ""
 			}
 			return false, fmt.Sprintf("iss %q is not a trusted issuer", c.Issuer)
 		},
 		deny: invalidTokenRule(ReasonIssuer, "The access token was issued by an untrusted issuer"),
 		fix:  func(p *Policy, c *Claims, _ int64) string { return p.issuerFix(c.Issuer) },
+	},
+	{
+		check: "tenants", reason: ReasonTenant,
+		eval: func(p *Policy, c *Claims, _ int64) (bool, string) {
+			t := p.tenantOf(c.Issuer)
+			if len(p.r.tenants) == 0 || t != "" && contains(p.r.tenants, t) {
+				return true, ""
+			}
+			return false, tenantDetail(t, p.r.tenants)
+		},
+		deny: invalidTokenRule(ReasonTenant, tenantMessage),
+		fix: func(p *Policy, c *Claims, _ int64) string {
+			return fmt.Sprintf("call with a token of a realm among %s, or add the tenant to this route's tenants", list(p.r.tenants))
+		},
 	},
 	{
 		check: "expiry", reason: ReasonExpired,

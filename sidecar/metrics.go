@@ -89,7 +89,7 @@ func newMetrics(keys *jwks.Cache, policies func() []*authz.PolicyUse, now func()
 		}),
 	}
 	m.reg.MustRegister(m.decisions, m.duration, m.upstreamErrors, m.inFlight,
-		&keysCollector{keys: keys, now: now}, &cacheCollector{policies: policies},
+		&keysCollector{keys: keys, now: now}, &tenantsCollector{keys: keys}, &cacheCollector{policies: policies},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -27,6 +27,7 @@ const (
 	DefaultSubjectHeader  = "X-Client-Subject"
 	DefaultScopesHeader   = "X-Client-Scopes"
 	DefaultRolesHeader    = "X-Client-Roles"
+	DefaultTenantHeader   = "X-Tenant"
 )
 
 // Disabled is the header name that turns an identity header off.
@@ -54,6 +55,10 @@ type HeadersConfig struct {
 	// RolesHeader carries the realm roles then the client roles as
 	// "client:role", comma-separated. Default "X-Client-Roles"; "-" disables it.
 	RolesHeader string `json:"roles_header"`
+	// TenantHeader carries the tenant: the realm an issuer pattern
+	// (issuers[].issuer with {tenant}) matched; not set for fixed issuers.
+	// Default "X-Tenant"; "-" disables it.
+	TenantHeader string `json:"tenant_header"`
 	// ClaimHeaders maps a claim name to a header name, e.g.
 	// {"clientHost": "X-Client-Host"}. A dotted name such as
 	// "resource_access.orders-api.roles" reaches into nested objects when
@@ -73,6 +78,7 @@ type claimHeader struct {
 // concurrent use.
 type Headers struct {
 	clientID, subject, scopes, roles string // canonical, "" when disabled
+	tenant                           string
 	claims                           []claimHeader
 	names                            []string
 	strip                            bool
@@ -102,6 +108,7 @@ func CompileHeaders(c HeadersConfig) (*Headers, error) {
 		{"subject_header", c.SubjectHeader, DefaultSubjectHeader, &h.subject},
 		{"scopes_header", c.ScopesHeader, DefaultScopesHeader, &h.scopes},
 		{"roles_header", c.RolesHeader, DefaultRolesHeader, &h.roles},
+		{"tenant_header", c.TenantHeader, DefaultTenantHeader, &h.tenant},
 	}
 	for _, id := range identity {
 		field := configPrefix + "." + id.field
@@ -145,7 +152,7 @@ func CompileHeaders(c HeadersConfig) (*Headers, error) {
 	}
 	// Stable output order: claim headers by header name.
 	sort.Slice(h.claims, func(i, j int) bool { return h.claims[i].header < h.claims[j].header })
-	for _, n := range []string{h.clientID, h.subject, h.scopes, h.roles} {
+	for _, n := range []string{h.clientID, h.subject, h.scopes, h.roles, h.tenant} {
 		if n != "" {
 			h.names = append(h.names, n)
 		}
@@ -254,7 +261,7 @@ func (h *Headers) Names() []string {
 func (h *Headers) StripAuthorization() bool { return h.strip }
 
 // Values returns the name/value pairs to set upstream for an allowed
-// decision, in a stable order: client id, subject, scopes, roles, then the
+// decision, in a stable order: client id, subject, scopes, roles, tenant, then the
 // claim headers by header name. Missing claims and empty values produce no
 // pair. A decision that is not allowed, or has no claims, yields nil.
 func (h *Headers) Values(d *policy.Decision) [][2]string {
@@ -279,6 +286,7 @@ func (h *Headers) Values(d *policy.Decision) [][2]string {
 	if h.roles != "" {
 		add(h.roles, joinRoles(c))
 	}
+	add(h.tenant, d.Tenant)
 	for _, ch := range h.claims {
 		v, ok := lookupClaim(c, ch.claim)
 		if !ok {

@@ -76,11 +76,11 @@ func TestCompileHeadersDefaultsAndNames(t *testing.T) {
 		cfg  HeadersConfig
 		want []string
 	}{
-		{"defaults", HeadersConfig{}, []string{"X-Client-Id", "X-Client-Subject", "X-Client-Scopes", "X-Client-Roles"}},
-		{"all disabled", HeadersConfig{ClientIDHeader: "-", SubjectHeader: "-", ScopesHeader: "-", RolesHeader: "-"}, nil},
+		{"defaults", HeadersConfig{}, []string{"X-Client-Id", "X-Client-Subject", "X-Client-Scopes", "X-Client-Roles", "X-Tenant"}},
+		{"all disabled", HeadersConfig{ClientIDHeader: "-", SubjectHeader: "-", ScopesHeader: "-", RolesHeader: "-", TenantHeader: "-"}, nil},
 		{"custom and canonical", HeadersConfig{ClientIDHeader: "x-caller", SubjectHeader: "-", ScopesHeader: " x-scope ", RolesHeader: "-",
-			ClaimHeaders: map[string]string{"zeta": "x-a-zeta", "alpha": "X-Z-Alpha", "off": "-"}},
-			[]string{"X-Caller", "X-Scope", "X-A-Zeta", "X-Z-Alpha"}},
+			TenantHeader: "x-org", ClaimHeaders: map[string]string{"zeta": "x-a-zeta", "alpha": "X-Z-Alpha", "off": "-"}},
+			[]string{"X-Caller", "X-Scope", "X-Org", "X-A-Zeta", "X-Z-Alpha"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -303,5 +303,38 @@ func BenchmarkValues(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = h.Values(d)
+	}
+}
+
+// TestTenantHeaderAndClaim: the tenant an issuer pattern matched reaches
+// the upstream as a header and as a claim of the upstream JWT; a decision
+// without one sets neither.
+func TestTenantHeaderAndClaim(t *testing.T) {
+	h := mustCompile(t, HeadersConfig{})
+	c := &policy.Claims{Issuer: "https://sso/realms/acme", Subject: "s", AuthorizedParty: "svc", Expiry: 2_000_000_000}
+	d := &policy.Decision{Allow: true, Claims: c, Tenant: "acme"}
+	if !slices.Contains(h.Values(d), [2]string{"X-Tenant", "acme"}) {
+		t.Fatalf("no tenant header in %q", h.Values(d))
+	}
+	for _, kv := range h.Values(&policy.Decision{Allow: true, Claims: c}) {
+		if kv[0] == "X-Tenant" {
+			t.Fatalf("tenant header without a tenant: %q", kv)
+		}
+	}
+	if _, err := CompileHeaders(HeadersConfig{TenantHeader: "X-Client-Id"}); err == nil {
+		t.Fatal("tenant_header may not repeat another header")
+	}
+	s := newSigner(t, "ES256")
+	p, err := s.payload(d)
+	if err != nil || !strings.Contains(string(p), `"tenant":"acme"`) {
+		t.Fatalf("upstream JWT payload %s: %v", p, err)
+	}
+	if p, _ := s.payload(&policy.Decision{Allow: true, Claims: c}); strings.Contains(string(p), `"tenant"`) {
+		t.Fatalf("tenant claim without a tenant: %s", p)
+	}
+	cfg := baseConfig("ES256", writeFile(t, pemOf(t, testKey(t, "ES256"), "pkcs8")))
+	cfg.Claims = []string{"tenant"}
+	if _, err := NewSigner(cfg, nil); err == nil {
+		t.Fatal("tenant may not be copied from the token")
 	}
 }

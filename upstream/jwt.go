@@ -77,7 +77,7 @@ type JWTConfig struct {
 // reservedClaims are set by the signer and cannot be copied.
 var reservedClaims = map[string]bool{
 	"iss": true, "aud": true, "sub": true, "iat": true, "nbf": true, "exp": true,
-	"jti": true, "original_jti": true, "client_id": true, "original_iss": true,
+	"jti": true, "original_jti": true, "client_id": true, "original_iss": true, "tenant": true,
 }
 
 // Signer signs upstream JWTs. It is immutable and safe for concurrent use.
@@ -455,6 +455,10 @@ func (s *Signer) payload(d *policy.Decision) ([]byte, error) {
 	if c.Issuer != "" {
 		p = append(p, `,"original_iss":`...)
 		p = append(p, jsonString(c.Issuer)...)
+	}
+	if d.Tenant != "" {
+		p = append(p, `,"tenant":`...)
+		p = append(p, jsonString(d.Tenant)...)
 	}
 	for _, name := range s.claims {
 		v, ok := c.Get(name)
