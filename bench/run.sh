@@ -2,13 +2,15 @@
 # The full performance run (README "Performance", BENCHMARKS.md). Loopback only.
 #   bash bench/run.sh                 # everything (about 12 minutes on 2 cores)
 #   DURATION=5s TOKENS=100000 bash bench/run.sh   # shorter
-# Writes bench/results/<UTC timestamp>.md and prints it.
+# Writes bench/results/<UTC timestamp>.md and prints it. The comparison with
+# oauth2-proxy is a separate run: bash bench/peers/run.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${DURATION:-10s}"
 TOKENS="${TOKENS:-1000000}"
 COUNT="${COUNT:-6}"
+ROUNDS="${ROUNDS:-5}" # open-loop latency rounds (median and worst p99 added are reported)
 BENCHSTAT_VERSION=v0.0.0-20250813145418-2f7363a06fe1
 
 mkdir -p bench/results bench/bin
@@ -45,7 +47,7 @@ go build -o bench/bin/loadbench ./bench/loadbench
   bench/bin/benchstat bench/results/plugin.txt
   echo '```'
   echo
-  bench/bin/loadbench run -sidecar bench/bin/keycloak-jwt-sidecar -duration "$DURATION" -tokens "$TOKENS"
+  bench/bin/loadbench run -sidecar bench/bin/keycloak-jwt-sidecar -duration "$DURATION" -tokens "$TOKENS" -rounds "$ROUNDS"
 } | tee "$out"
 echo
 echo "written: $out"

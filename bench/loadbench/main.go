@@ -11,183 +11,25 @@
 // sidecar, an open-loop run at 50 % of the plain proxy's peak (latency
 // without coordinated omission); last, it feeds a fresh sidecar distinct
 // valid tokens and samples its resident memory, to show the verified-token
-// cache bound holds. Results are printed as Markdown.
+// cache bound holds. The open-loop run is repeated in interleaved rounds
+// (-rounds, default 5) and the added p99 reported as median and worst of the
+// rounds. Results are printed as Markdown.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"log"
-	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
+	"slices"
 	"time"
 
+	"github.com/keycloak-jwt/keycloak-jwt/bench/benchproc"
 	"github.com/keycloak-jwt/keycloak-jwt/bench/loadgen"
 	"github.com/keycloak-jwt/keycloak-jwt/internal/testidp"
 )
 
-func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadbench run|echo|plainproxy ...")
-		os.Exit(2)
-	}
-	var err error
-	switch os.Args[1] {
-	case "echo":
-		err = serveEcho(os.Args[2])
-	case "plainproxy":
-		err = servePlainProxy(os.Args[2], os.Args[3])
-	case "run":
-		err = run(os.Args[2:])
-	default:
-		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "loadbench:", err)
-		os.Exit(1)
-	}
-}
-
-// serveEcho answers every request with a small JSON body.
-func serveEcho(addr string) error {
-	body := []byte(`{"ok":true,"service":"orders"}`)
-	return http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(body)
-	}))
-}
-
-// servePlainProxy is the baseline proxy: httputil.ReverseProxy, no checks.
-func servePlainProxy(addr, target string) error {
-	u, err := url.Parse(target)
-	if err != nil {
-		return err
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 64
-	p := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(u); r.SetXForwarded() }, Transport: tr,
-		ErrorLog: log.New(io.Discard, "", 0)} // runs end by cancelling requests in flight
-	return http.ListenAndServe(addr, p)
-}
-
-type proc struct {
-	cmd  *exec.Cmd
-	addr string
-}
-
-func (p *proc) stop() {
-	if p != nil && p.cmd.Process != nil {
-		_ = p.cmd.Process.Kill()
-		_ = p.cmd.Wait()
-	}
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func startProc(name string, args ...string) (*proc, error) {
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the run
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	return &proc{cmd: cmd}, nil
-}
-
-func waitHTTP(u string, want int) error {
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(u)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == want {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("%s did not answer %d within 20s", u, want)
-}
-
-// startSidecar writes a config and starts the sidecar; it waits for /readyz.
-func startSidecar(bin, dir, name string, idp *testidp.IdP, upstreamURL, alg string, cacheSize int) (*proc, error) {
-	listen, admin := freeAddr(), freeAddr()
-	cfg := fmt.Sprintf(`listen: %q
-admin_listen: %q
-upstream:
-  url: %q
-policy:
-  issuers: [{issuer: %q}]
-  audiences: [orders-api]
-  algorithms: [%s]
-  token_cache_size: %d
-routes:
-  - prefix: /orders
-    scopes_required: [orders:read]
-log:
-  level: error
-`, listen, admin, upstreamURL, idp.Issuer(), alg, cacheSize)
-	path := filepath.Join(dir, name+".yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		return nil, err
-	}
-	p, err := startProc(bin, "--config", path)
-	if err != nil {
-		return nil, err
-	}
-	p.addr = listen
-	if err := waitHTTP("http://"+admin+"/readyz", 200); err != nil {
-		p.stop()
-		return nil, err
-	}
-	return p, nil
-}
-
-// cpuTime is the user+system CPU time a process has used so far.
-func cpuTime(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name (which is in parentheses): utime is the
-	// 14th field of the line, stime the 15th, in clock ticks (100 per second).
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
-}
-
-func rssKiB(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return -1
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			n, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
-			return n
-		}
-	}
-	return -1
-}
+func main() { benchproc.Main("loadbench", run) }
 
 var clients = []testidp.Client{{ID: "orders-service", Secret: "s", Scopes: []string{"orders:read"}, Audience: []string{"orders-api"}}}
 
@@ -198,19 +40,16 @@ func run(args []string) error {
 	conc := fs.Int("concurrency", 32, "workers (closed loop) / max in flight (open loop)")
 	tokens := fs.Int("tokens", 1_000_000, "distinct tokens for the memory run (0 skips it)")
 	cacheSize := fs.Int("cache", 10000, "token_cache_size of the memory run's sidecar")
+	rounds := fs.Int("rounds", 5, "open-loop latency rounds (each: warm sidecar and plain proxy)")
 	_ = fs.Parse(args)
 	if *sidecarBin == "" {
 		return fmt.Errorf("-sidecar is required")
 	}
-	self, err := os.Executable()
+	self, dir, remove, err := benchproc.Workdir()
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "loadbench")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
+	defer remove()
 
 	idp, err := testidp.New(testidp.Options{Clients: clients, TokenTTL: time.Hour})
 	if err != nil {
@@ -222,45 +61,30 @@ func run(args []string) error {
 		return err
 	}
 
-	echoAddr := freeAddr()
-	echo, err := startProc(self, "echo", echoAddr)
+	echo, plain, err := benchproc.StartBaselines(self)
 	if err != nil {
 		return err
 	}
-	defer echo.stop()
-	if err := waitHTTP("http://"+echoAddr+"/", 200); err != nil {
-		return err
-	}
-	plainAddr := freeAddr()
-	plain, err := startProc(self, "plainproxy", plainAddr, "http://"+echoAddr)
+	defer echo.Stop()
+	defer plain.Stop()
+	echoAddr, plainAddr := echo.Addr, plain.Addr
+	warm, cold, err := benchproc.StartSidecars(*sidecarBin, dir, idp.Issuer(), "http://"+echoAddr)
 	if err != nil {
 		return err
 	}
-	defer plain.stop()
-	if err := waitHTTP("http://"+plainAddr+"/", 200); err != nil {
-		return err
-	}
-	warm, err := startSidecar(*sidecarBin, dir, "warm", idp, "http://"+echoAddr, "RS256", 10000)
-	if err != nil {
-		return err
-	}
-	defer warm.stop()
-	cold, err := startSidecar(*sidecarBin, dir, "nocache", idp, "http://"+echoAddr, "RS256", 0)
-	if err != nil {
-		return err
-	}
-	defer cold.stop()
+	defer warm.Stop()
+	defer cold.Stop()
 
 	auth := http.Header{"Authorization": {"Bearer " + tok}}
 	headers := func(int64) http.Header { return auth.Clone() }
 	targets := []struct {
 		name, url string
-		proxy     *proc // the process whose CPU per request is reported
+		proxy     *benchproc.Proc // the process whose CPU per request is reported
 	}{
 		{"echo upstream, direct", "http://" + echoAddr + "/orders", nil},
 		{"plain httputil.ReverseProxy", "http://" + plainAddr + "/orders", plain},
-		{"sidecar, warm token cache", "http://" + warm.addr + "/orders", warm},
-		{"sidecar, token cache off", "http://" + cold.addr + "/orders", cold},
+		{"sidecar, warm token cache", "http://" + warm.Addr + "/orders", warm},
+		{"sidecar, token cache off", "http://" + cold.Addr + "/orders", cold},
 	}
 	ctx := context.Background()
 	client := loadgen.NewClient(*conc)
@@ -273,14 +97,14 @@ func run(args []string) error {
 		loadgen.Run(ctx, client, loadgen.Options{URL: t.url, Headers: headers, Concurrency: *conc, Duration: time.Second})
 		var before time.Duration
 		if t.proxy != nil {
-			before = cpuTime(t.proxy.cmd.Process.Pid)
+			before = t.proxy.CPU()
 		}
 		r := loadgen.Run(ctx, client, loadgen.Options{URL: t.url, Headers: headers, Concurrency: *conc, Duration: *duration})
 		if r.Errors > 0 {
 			return fmt.Errorf("%s: %d errors, first: %s", t.name, r.Errors, r.FirstError)
 		}
 		if t.proxy != nil && r.Requests > 0 {
-			cpu[t.name] = (cpuTime(t.proxy.cmd.Process.Pid) - before) / time.Duration(r.Requests)
+			cpu[t.name] = (t.proxy.CPU() - before) / time.Duration(r.Requests)
 		}
 		results[t.name] = r
 	}
@@ -295,23 +119,35 @@ func run(args []string) error {
 	}
 
 	rate := plainRPS / 2
-	fmt.Printf("\n## Latency at 50 %% of the plain proxy's peak (open loop, %.0f req/s, %s each)\n\n", rate, *duration)
-	fmt.Println("| target | p50 | p90 | p99 |")
-	fmt.Println("| --- | ---: | ---: | ---: |")
-	// Interleaved, twice each, so drift on a shared machine hits both alike.
-	p99 := map[string][]time.Duration{}
-	for _, i := range []int{2, 1, 2, 1} {
-		t := targets[i]
-		r := loadgen.Run(ctx, client, loadgen.Options{URL: t.url, Headers: headers, Concurrency: 256, Duration: *duration, Rate: rate})
-		if r.Errors > 0 {
-			return fmt.Errorf("%s (open loop): %d errors, first: %s", t.name, r.Errors, r.FirstError)
+	fmt.Printf("\n## Latency at 50 %% of the plain proxy's peak (open loop, %.0f req/s, %s each, %d rounds)\n\n", rate, *duration, *rounds)
+	fmt.Println("Each round runs the warm sidecar and the plain proxy one after the other (the order alternates), so")
+	fmt.Println("drift on a shared machine hits both alike; the added p99 is the sidecar's minus the plain proxy's.")
+	fmt.Println()
+	fmt.Println("| round | sidecar p50 | sidecar p90 | sidecar p99 | plain p50 | plain p90 | plain p99 | p99 added |")
+	fmt.Println("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	var added []float64
+	for round := range *rounds {
+		order := []int{2, 1}
+		if round%2 == 1 {
+			order = []int{1, 2}
 		}
-		p99[t.name] = append(p99[t.name], r.P99)
-		fmt.Printf("| %s | %s | %s | %s |\n", t.name, us(r.P50), us(r.P90), us(r.P99))
+		res := map[int]loadgen.Result{}
+		for _, i := range order {
+			t := targets[i]
+			r := loadgen.Run(ctx, client, loadgen.Options{URL: t.url, Headers: headers, Concurrency: 256, Duration: *duration, Rate: rate})
+			if r.Errors > 0 {
+				return fmt.Errorf("%s (open loop): %d errors, first: %s", t.name, r.Errors, r.FirstError)
+			}
+			res[i] = r
+		}
+		sc, pl := res[2], res[1]
+		d := sc.P99 - pl.P99
+		added = append(added, float64(d))
+		fmt.Printf("| %d | %s | %s | %s | %s | %s | %s | %s |\n", round+1, us(sc.P50), us(sc.P90), us(sc.P99),
+			us(pl.P50), us(pl.P90), us(pl.P99), us(d))
 	}
-	mean := func(d []time.Duration) time.Duration { return (d[0] + d[1]) / 2 }
-	fmt.Printf("\nAdded p99 latency of the sidecar over the plain proxy (mean of two runs each): %s\n",
-		us(mean(p99[targets[2].name])-mean(p99[targets[1].name])))
+	fmt.Printf("\nAdded p99 latency of the sidecar over the plain proxy, over %d rounds: median %s, worst %s, best %s\n",
+		len(added), us(time.Duration(benchproc.Median(added))), us(time.Duration(slices.Max(added))), us(time.Duration(slices.Min(added))))
 
 	if *tokens > 0 {
 		if err := memoryRun(ctx, *sidecarBin, dir, echoAddr, *tokens, *cacheSize, *conc); err != nil {
@@ -329,21 +165,21 @@ func memoryRun(ctx context.Context, bin, dir, echoAddr string, n, cacheSize, con
 		return err
 	}
 	defer idp.Close()
-	sc, err := startSidecar(bin, dir, "memory", idp, "http://"+echoAddr, "EdDSA", cacheSize)
+	sc, err := benchproc.StartSidecar(bin, dir, "memory", idp.Issuer(), "http://"+echoAddr, "EdDSA", cacheSize)
 	if err != nil {
 		return err
 	}
-	defer sc.stop()
+	defer sc.Stop()
 	fmt.Printf("\n## Memory: %d distinct valid tokens through one sidecar (token_cache_size %d)\n\n", n, cacheSize)
 	fmt.Println("| tokens sent | sidecar RSS (MiB) |")
 	fmt.Println("| ---: | ---: |")
-	fmt.Printf("| 0 | %.1f |\n", float64(rssKiB(sc.cmd.Process.Pid))/1024)
+	fmt.Printf("| 0 | %.1f |\n", float64(sc.RSSKiB())/1024)
 	client := loadgen.NewClient(conc)
 	sent := int64(0)
 	for _, checkpoint := range checkpoints(n) {
 		base := sent
 		r := loadgen.Run(ctx, client, loadgen.Options{
-			URL: "http://" + sc.addr + "/orders", Concurrency: conc, Duration: time.Hour,
+			URL: "http://" + sc.Addr + "/orders", Concurrency: conc, Duration: time.Hour,
 			MaxRequests: checkpoint - sent,
 			Headers: func(i int64) http.Header {
 				tok, _ := idp.Token("orders-service", testidp.WithClaim("n", base+i))
@@ -354,7 +190,7 @@ func memoryRun(ctx context.Context, bin, dir, echoAddr string, n, cacheSize, con
 			return fmt.Errorf("memory run: %d errors, first: %s", r.Errors, r.FirstError)
 		}
 		sent = checkpoint
-		fmt.Printf("| %d | %.1f |\n", sent, float64(rssKiB(sc.cmd.Process.Pid))/1024)
+		fmt.Printf("| %d | %.1f |\n", sent, float64(sc.RSSKiB())/1024)
 	}
 	return nil
 }
