@@ -49,6 +49,28 @@ type Config struct {
 	// exist), "strip" (the headers are removed; a _method parameter is still
 	// refused) or "allow".
 	MethodOverride string `json:"method_override"`
+	// PublicURL is the API's public base URL as its clients call it, e.g.
+	// "https://api.example.com" (a path prefix allowed): a DPoP proof's htu
+	// is checked against it (the gateway sits behind other proxies, so the
+	// request's own Host cannot tell), and it is the resource of the
+	// protected resource metadata.
+	PublicURL string `json:"public_url"`
+	// DPoP accepts DPoP-bound tokens (RFC 9449). Without it, a token bound
+	// to a key (a cnf claim) is refused: it is not a bearer token.
+	DPoP DPoPConfig `json:"dpop"`
+	// CertificateHeader names the header in which the TLS-terminating proxy
+	// in front passes the client certificate (URL-encoded PEM, as nginx's
+	// $ssl_client_escaped_cert or Envoy's), for certificate-bound tokens
+	// (RFC 8705, cnf.x5t#S256). The proxy must always overwrite it: a client
+	// copy cannot be told apart. It is removed before forwarding. Default
+	// none: certificate-bound tokens are refused.
+	CertificateHeader string `json:"certificate_header"`
+	// ResourceMetadata serves the protected resource metadata (RFC 9728)
+	// at /.well-known/oauth-protected-resource and names it in challenges
+	// (resource_metadata), for clients that discover how to get a token
+	// from the API itself (the Model Context Protocol requires it). Needs
+	// public_url.
+	ResourceMetadata bool `json:"resource_metadata"`
 }
 
 // Route is one access rule of a route table. A request is matched in two

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/textproto"
+	"net/url"
 	"strings"
 	"time"
 
@@ -49,6 +50,9 @@ type Options struct {
 	// is one route for "/" without methods, and the request's path and
 	// method are neither read nor checked here.
 	Routed bool
+	// ReplayStore is where DPoP proofs are remembered; nil: in memory, per
+	// node (dpop.replay_cache_size).
+	ReplayStore ReplayStore
 	// MethodRulesElsewhere: the adapter's own routing distinguishes methods
 	// (Kong routes may list methods), so method overrides are refused by
 	// default even though this table has no method rules.
@@ -71,12 +75,14 @@ const methodParam = "_method"
 type kind uint8
 
 const (
-	kindToken    kind = iota + 1 // a token source (header_names)
-	kindOwned                    // set upstream by the layer (identity, upstream JWT)
-	kindAdapter                  // set upstream by the adapter (Options.Owned)
-	kindProxy                    // set by the proxy (proxyHeaders)
-	kindOverride                 // a method override header
-	kindCookie                   // the Cookie header (when cookie_names is set)
+	kindToken       kind = iota + 1 // a token source (header_names)
+	kindOwned                       // set upstream by the layer (identity, upstream JWT)
+	kindAdapter                     // set upstream by the adapter (Options.Owned)
+	kindProxy                       // set by the proxy (proxyHeaders)
+	kindOverride                    // a method override header
+	kindCookie                      // the Cookie header (when cookie_names is set)
+	kindDPoP                        // the DPoP proof header (when dpop is on)
+	kindCertificate                 // certificate_header: read, then removed
 )
 
 type nameInfo struct {
@@ -101,6 +107,13 @@ type Gate struct {
 	headers *upstream.Headers
 	signer  *upstream.Signer
 	log     *zap.Logger
+
+	publicURL *url.URL
+	dpop      *dpopPolicy // nil: DPoP off
+	certified bool        // certificate_header is set
+	metadata  []byte      // RFC 9728 document; nil: off
+	// metadataURL is the document's URL, named in challenges.
+	metadataURL string
 }
 
 // PolicyUse is one distinct compiled policy and the routes that use it.
@@ -142,10 +155,54 @@ func Compile(s Spec, o Options) (*Gate, error) {
 	add(g.compileSources(s.Config))
 	add(g.compileOutputs(s, o))
 	add(g.compileOverride(s.Config, o))
+	add(g.compileBinding(s.Config, o))
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	g.compileMetadata(s.Config)
 	return g, nil
+}
+
+// compileBinding compiles public_url, dpop and certificate_header.
+func (g *Gate) compileBinding(c Config, o Options) error {
+	var errs []error
+	if s := strings.TrimSpace(c.PublicURL); s != "" {
+		u, err := url.Parse(s)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			errs = append(errs, cfgErr("public_url", "%q is not an absolute http(s) URL", s))
+		case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+			errs = append(errs, cfgErr("public_url", "must not have user info, a query or a fragment"))
+		default:
+			g.publicURL = u
+		}
+	}
+	clock := o.Deps.Clock
+	if clock == nil {
+		clock = time.Now
+	}
+	d, err := compileDPoP(c.DPoP, g.publicURL, clock, o.ReplayStore)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	g.dpop = d
+	if d != nil {
+		g.names[FoldHeader("DPoP")] = nameInfo{kind: kindDPoP, name: "Dpop"}
+	}
+	if h := strings.TrimSpace(c.CertificateHeader); h != "" {
+		if err := upstream.CheckHeaderName(h); err != nil {
+			errs = append(errs, cfgErr("certificate_header", "%v", err))
+		} else if _, taken := g.names[FoldHeader(h)]; taken {
+			errs = append(errs, cfgErr("certificate_header", "%q is already a header the gateway reads or sets", h))
+		} else {
+			g.names[FoldHeader(h)] = nameInfo{kind: kindCertificate, name: textproto.CanonicalMIMEHeaderKey(h)}
+			g.certified = true
+		}
+	}
+	if c.ResourceMetadata && g.publicURL == nil {
+		errs = append(errs, cfgErr("resource_metadata", "needs public_url (the resource the metadata describes)"))
+	}
+	return errors.Join(errs...)
 }
 
 func (g *Gate) compileSources(c Config) error {

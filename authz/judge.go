@@ -48,6 +48,10 @@ type Request struct {
 	// HeadersTruncated: the adapter could not read every header line (Kong's
 	// get_headers limit); a header past the cut could not be checked.
 	HeadersTruncated bool
+	// ClientCertPEM is the client's TLS certificate (PEM, or URL-encoded PEM),
+	// when the adapter terminated TLS itself; "" otherwise (certificate_header
+	// is then read).
+	ClientCertPEM string
 	// CannotStrip: the adapter cannot remove headers from what goes upstream
 	// (forward auth answers a proxy, which forwards the original request):
 	// a request that would need it is refused.
@@ -107,6 +111,9 @@ type scan struct {
 	ambiguous   string // a look-alike of a token header
 	override    string // a method override header
 	keysBuf     [1]string
+	dpopLines   []string // the DPoP proof header's lines
+	certLines   []string // certificate_header's lines
+	dpopScheme  bool     // the token came with the DPoP scheme
 }
 
 // scanHeaders makes one pass over the header lines into s.
@@ -147,6 +154,19 @@ func (g *Gate) scanHeaders(h map[string][]string, s *scan) *scan {
 		case kindCookie:
 			if exact {
 				s.cookieLines = append(s.cookieLines, values...)
+			}
+		case kindDPoP:
+			if !exact {
+				s.ambiguous = key
+				continue
+			}
+			s.dpopLines = append(s.dpopLines, values...)
+		case kindCertificate:
+			// Read (the proxy in front set it), then removed; a look-alike
+			// is removed unread.
+			s.del = append(s.del, key)
+			if exact {
+				s.certLines = append(s.certLines, values...)
 			}
 		}
 	}
@@ -218,9 +238,14 @@ func (g *Gate) Judge(ctx context.Context, req *Request) *Result {
 		return g.refuse(res, deny.Status, deny.Error, deny.Reason, deny.Message, deny.Detail)
 	}
 	res.Decision = rt.policy.Check(ctx, token)
+	if res.Decision.Allow {
+		if d := g.checkBinding(req, s, token, &res.Decision); d != nil {
+			res.Decision = *d
+		}
+	}
 	if !res.Decision.Allow {
 		res.CredentialRefused = res.Decision.Status == http.StatusUnauthorized || res.Decision.Status == http.StatusBadRequest
-		res.Response = Render(&res.Decision, g.realm)
+		res.Response = g.Render(&res.Decision)
 		return res
 	}
 	res.Allow = true
@@ -308,7 +333,7 @@ next:
 func (g *Gate) refuse(res *Result, status int, code, reason, msg, detail string) *Result {
 	res.Allow = false
 	res.Decision = policy.Decision{Status: status, Error: code, Reason: reason, Message: msg, Detail: detail}
-	res.Response = Render(&res.Decision, g.realm)
+	res.Response = g.Render(&res.Decision)
 	if ce := g.log.Check(zap.InfoLevel, "request refused"); ce != nil {
 		ce.Write(zap.Int("status", status), zap.String("reason", reason), zap.String("detail", detail),
 			zap.String("route", res.Route))
@@ -323,27 +348,62 @@ func (g *Gate) Refuse(status int, reason, msg, detail string) *Result {
 	return g.refuse(&Result{}, status, "", reason, msg, detail)
 }
 
-// Render is the whole response to a denied decision: its status, the RFC
-// 6750 challenge when the denial is about the credential (a 401, or an
-// RFC 6750 error code), and the JSON body {"message": "..."} that Kong's
-// own plugins answer with.
-func Render(d *policy.Decision, realm string) Response {
-	h := make([][2]string, 0, 3)
+// Render is the whole response to a denied decision: its status, the
+// challenges when the denial is about the credential (a 401, or an error
+// code) — RFC 6750's Bearer, and with DPoP on RFC 9449's DPoP (alone for a
+// bad proof), each naming the resource metadata when it is served — and
+// the JSON body {"message": "..."} that Kong's own plugins answer with.
+// Header may hold WWW-Authenticate twice: adapters add, not set.
+func (g *Gate) Render(d *policy.Decision) Response {
+	h := make([][2]string, 0, 4)
 	switch d.Status {
 	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden:
-		if d.Error != "" || d.Status == http.StatusUnauthorized {
-			h = append(h, [2]string{"WWW-Authenticate", d.WWWAuthenticate(realm)})
+		if d.Error == "" && d.Status != http.StatusUnauthorized {
+			break
+		}
+		meta := ""
+		if g != nil && g.metadataURL != "" {
+			meta = `, resource_metadata="` + g.metadataURL + `"`
+		}
+		if d.Error != ErrInvalidDPoPProof {
+			h = append(h, [2]string{"WWW-Authenticate", d.WWWAuthenticate(g.realmOrNone()) + meta})
+		}
+		if g != nil && g.dpop != nil && (d.Status == http.StatusUnauthorized || d.Error == ErrInvalidDPoPProof) {
+			h = append(h, [2]string{"WWW-Authenticate", g.dpopChallenge(d) + meta})
 		}
 	}
 	h = append(h, [2]string{"Content-Type", "application/json; charset=utf-8"}, [2]string{"Cache-Control", "no-store"})
 	return Response{Status: d.Status, Header: h, Body: d.Body()}
 }
 
+func (g *Gate) realmOrNone() string {
+	if g == nil {
+		return ""
+	}
+	return g.realm
+}
+
+// dpopChallenge is RFC 9449 §7.1's challenge: the proof algorithms, and
+// the error of a bad proof or token.
+func (g *Gate) dpopChallenge(d *policy.Decision) string {
+	c := `DPoP algs="` + strings.Join(g.dpop.algs, " ") + `"`
+	if g.realm != "" {
+		c += `, realm="` + g.realm + `"`
+	}
+	if d.Error != "" {
+		c += `, error="` + d.Error + `"`
+		if d.Message != "" {
+			c += `, error_description="` + d.Message + `"`
+		}
+	}
+	return c
+}
+
 // Misconfigured is the response for every request of a configuration that
 // failed to compile: fail closed with a 500 that reveals nothing.
 func Misconfigured(err error) Response {
 	d := policy.Misconfigured(err)
-	return Render(&d, "")
+	return (*Gate)(nil).Render(&d)
 }
 
 // ClaimString is the string value of a verified claim of an allowed

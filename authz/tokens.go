@@ -26,6 +26,7 @@ func badRequest(reason, msg, detail string) *policy.Decision {
 // whose scheme is Bearer must be exactly "Bearer", one space and a b64token;
 // other schemes count as no bearer token.
 func (g *Gate) extract(s *scan, q url.Values) (string, *policy.Decision) {
+	s.dpopScheme = false
 	var found []string
 	if len(s.tokenLines) > 1 {
 		return "", badRequest(policy.ReasonMultipleTokens, "The request carries more than one authorization header",
@@ -33,12 +34,18 @@ func (g *Gate) extract(s *scan, q url.Values) (string, *policy.Decision) {
 	}
 	for _, v := range s.tokenLines {
 		tok, bearer, ok := parseBearer(v)
+		if !bearer && g.dpop != nil {
+			// RFC 9449 §7.1: the DPoP scheme, with the same syntax.
+			if tok, bearer, ok = parseScheme(v, "dpop"); bearer {
+				s.dpopScheme = true
+			}
+		}
 		if !bearer {
 			continue
 		}
 		if !ok {
 			return "", badRequest(policy.ReasonMalformedHeader, "The authorization header is malformed",
-				"Bearer credentials are not \"Bearer\", one space and a b64token")
+				"credentials are not the scheme, one space and a b64token")
 		}
 		found = append(found, tok)
 	}
@@ -106,9 +113,12 @@ func (g *Gate) extract(s *scan, q url.Values) (string, *policy.Decision) {
 // scheme is Bearer (any case, or a scheme starting with it: "Bearerx" is
 // refused rather than read as another scheme, since some upstreams find
 // the token with a pattern); ok whether it is well-formed.
-func parseBearer(v string) (token string, bearer, ok bool) {
+func parseBearer(v string) (token string, bearer, ok bool) { return parseScheme(v, "bearer") }
+
+// parseScheme reads a token header value of the given scheme (lower case):
+// see parseBearer.
+func parseScheme(v, scheme string) (token string, matched, ok bool) {
 	v = strings.Trim(v, " \t")
-	const scheme = "bearer"
 	if len(v) < len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
 		return "", false, false
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -245,4 +246,23 @@ func contains(list []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// ParseJWK parses one public signature JWK (a DPoP proof's jwk header) by
+// the rules of a realm's keys (no private, HMAC or short RSA keys; alg must
+// fit), and returns its RFC 7638 SHA-256 thumbprint, base64url.
+func ParseJWK(raw []byte) (*Key, string, error) {
+	k, why := parseKey(raw)
+	if k == nil {
+		return nil, "", errors.New(why)
+	}
+	jk, err := jwk.ParseKey(raw)
+	if err != nil {
+		return nil, "", err
+	}
+	tp, err := jk.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, "", err
+	}
+	return k, base64.RawURLEncoding.EncodeToString(tp), nil
 }

@@ -34,11 +34,15 @@ type Config struct {
 	TokenCacheSize      *int              `json:"token_cache_size"`
 	JWKS                policy.JWKSConfig `json:"jwks"`
 	// authz.Config
-	Realm          string   `json:"realm"`
-	HeaderNames    []string `json:"header_names"`
-	URIParamNames  []string `json:"uri_param_names"`
-	CookieNames    []string `json:"cookie_names"`
-	MethodOverride string   `json:"method_override"`
+	Realm             string           `json:"realm"`
+	HeaderNames       []string         `json:"header_names"`
+	URIParamNames     []string         `json:"uri_param_names"`
+	CookieNames       []string         `json:"cookie_names"`
+	MethodOverride    string           `json:"method_override"`
+	PublicURL         string           `json:"public_url"`
+	DPoP              authz.DPoPConfig `json:"dpop"`
+	CertificateHeader string           `json:"certificate_header"`
+	ResourceMetadata  bool             `json:"resource_metadata"`
 	// kongFields
 	Anonymous        string                 `json:"anonymous"`
 	ConsumerMapping  bool                   `json:"consumer_mapping"`
@@ -74,6 +78,10 @@ func (c *Config) parts() (p policy.Config, a authz.Config, k kongFields) {
 	a.URIParamNames = c.URIParamNames
 	a.CookieNames = c.CookieNames
 	a.MethodOverride = c.MethodOverride
+	a.PublicURL = c.PublicURL
+	a.DPoP = c.DPoP
+	a.CertificateHeader = c.CertificateHeader
+	a.ResourceMetadata = c.ResourceMetadata
 	k.Anonymous = c.Anonymous
 	k.ConsumerMapping = c.ConsumerMapping
 	k.ConsumerClaim = c.ConsumerClaim

@@ -124,10 +124,22 @@ func (c *Config) Access(kong *pdk.PDK) {
 // Result out. Each PDK call is a socket round trip: only the headers are
 // always read.
 func (inst *Instance) access(kong *pdk.PDK) {
-	if sg := inst.gate.Signer(); sg != nil && sg.JWKSPath() != "" {
-		if path, err := kong.Request.GetPath(); err == nil && path == sg.JWKSPath() {
+	path := ""
+	sg := inst.gate.Signer()
+	if sg != nil && sg.JWKSPath() != "" || inst.gate.MetadataEnabled() || inst.gate.NeedsRequestLine() {
+		p, err := kong.Request.GetPath()
+		if err != nil {
+			inst.failed(kong, "kong.request.get_path", err)
+			return
+		}
+		path = p
+		if sg != nil && path == sg.JWKSPath() {
 			kong.Response.Exit(http.StatusOK, sg.JWKS(), map[string][]string{
 				"Content-Type": {"application/jwk-set+json"}, "Cache-Control": {"max-age=300"}})
+			return
+		}
+		if meta, ok := inst.gate.Metadata(path); ok {
+			exit(kong, meta)
 			return
 		}
 	}
@@ -136,7 +148,15 @@ func (inst *Instance) access(kong *pdk.PDK) {
 		inst.failed(kong, "kong.request.get_headers", err)
 		return
 	}
-	req := &authz.Request{Header: in, HeadersTruncated: headerCount(in) >= maxHeaders, NoQuery: !inst.needsQuery}
+	req := &authz.Request{Path: path, Header: in, HeadersTruncated: headerCount(in) >= maxHeaders, NoQuery: !inst.needsQuery}
+	if inst.gate.NeedsRequestLine() {
+		// A DPoP proof names the method and the URL: its htu is public_url
+		// plus the path Kong received.
+		if req.Method, err = kong.Request.GetMethod(); err != nil {
+			inst.failed(kong, "kong.request.get_method", err)
+			return
+		}
+	}
 	if !inst.preflight {
 		// Kong's convention (jwt, key-auth): with run_on_preflight off, a
 		// CORS preflight passes unauthenticated.
@@ -238,7 +258,7 @@ func (inst *Instance) mapConsumer(kong *pdk.PDK, d *policy.Decision, out map[str
 	}
 	deny := policy.Decision{Status: http.StatusUnauthorized, Error: policy.ErrInvalidToken,
 		Reason: ReasonNoConsumer, Message: "The client is not registered at this gateway"}
-	exit(kong, authz.Render(&deny, inst.gate.Realm()))
+	exit(kong, inst.gate.Render(&deny))
 	return false
 }
 
@@ -277,7 +297,7 @@ func consumerHeaders(out map[string][]string, c *entities.Consumer, credential s
 func exit(kong *pdk.PDK, r authz.Response) {
 	h := make(map[string][]string, len(r.Header))
 	for _, kv := range r.Header {
-		h[kv[0]] = []string{kv[1]}
+		h[kv[0]] = append(h[kv[0]], kv[1]) // WWW-Authenticate may come twice (Bearer, DPoP)
 	}
 	kong.Response.Exit(r.Status, r.Body, h)
 }

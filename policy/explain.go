@@ -218,3 +218,15 @@ func (ex *Explanation) Failed() []string {
 	}
 	return out
 }
+
+// RequiredScopes are the scopes this policy requires (in configuration order).
+func (p *Policy) RequiredScopes() []string { return append([]string(nil), p.r.scopes.values...) }
+
+// Issuers are the exact issuers this policy trusts (patterns excluded).
+func (p *Policy) Issuers() []string {
+	out := make([]string, 0, len(p.r.issuers))
+	for _, s := range p.r.issuers {
+		out = append(out, s.Issuer)
+	}
+	return out
+}

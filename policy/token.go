@@ -267,6 +267,9 @@ type Claims struct {
 	// "at_hash", "c_hash", "s_hash") or logout tokens ("events") carry; ""
 	// when none. It refuses such tokens when they declare no type.
 	NotAccessClaim string
+	// Confirmation is the "cnf" claim (RFC 7800): the key a sender-
+	// constrained token is bound to. Zero for a plain bearer token.
+	Confirmation Confirmation
 
 	// Get reads the payload: raw, decoded, until the token is cached, then
 	// enc, its segment of the cached token (see tokenCache.put): a cached
@@ -372,6 +375,8 @@ func decodeClaims(payload []byte, h *header) (*Claims, error) {
 			c.RealmRoles, err = roleList("realm_access", v)
 		case "resource_access":
 			c.ClientRoles, err = clientRoles(v)
+		case "cnf":
+			c.Confirmation, err = confirmation(v)
 		case "nonce", "at_hash", "c_hash", "s_hash", "events":
 			if c.NotAccessClaim == "" {
 				c.NotAccessClaim = string(key)
@@ -455,4 +460,46 @@ func clientRoles(v *fastjson.Value) (map[string][]string, error) {
 // verifySignature is jwks.Verify, the project's one JWS verifier.
 func verifySignature(alg string, key *jwks.Key, signingInput string, sig []byte) error {
 	return jwks.Verify(alg, key, signingInput, sig)
+}
+
+// Confirmation is a token's "cnf" claim: what its sender must prove.
+type Confirmation struct {
+	// JKT is the RFC 7638 SHA-256 thumbprint of the DPoP key (RFC 9449).
+	JKT string
+	// X5TS256 is the SHA-256 thumbprint of the client certificate (RFC 8705).
+	X5TS256 string
+	// Other names a confirmation method the gateway cannot check ("" when none).
+	Other string
+}
+
+// Bound reports whether the token is sender-constrained: it must not pass
+// as a plain bearer token.
+func (c Confirmation) Bound() bool { return c.JKT != "" || c.X5TS256 != "" || c.Other != "" }
+
+// confirmation decodes a "cnf" object.
+func confirmation(v *fastjson.Value) (Confirmation, error) {
+	var out Confirmation
+	o, err := v.Object()
+	if err != nil {
+		return out, errors.New(`"cnf" is not an object`)
+	}
+	o.Visit(func(k []byte, m *fastjson.Value) {
+		if err != nil {
+			return
+		}
+		switch string(k) {
+		case "jkt":
+			out.JKT, err = str("cnf.jkt", m)
+		case "x5t#S256":
+			out.X5TS256, err = str("cnf.x5t#S256", m)
+		default:
+			if out.Other == "" {
+				out.Other = string(k)
+			}
+		}
+	})
+	if err == nil && !out.Bound() {
+		out.Other = "(empty cnf)"
+	}
+	return out, err
 }

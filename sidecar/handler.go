@@ -47,6 +47,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &recorder{ResponseWriter: w}
 	defer s.finish(rec, r, ev, start)
 
+	if meta, ok := ev.c.gate.Metadata(r.URL.Path); ok && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		ev.mode = modeProxy // the protected resource metadata (RFC 9728), answered here
+		writeResponse(rec, &meta)
+		return
+	}
 	if s.isForwardAuth(ev.c, r.URL.Path) {
 		ev.mode = modeForwardAuth
 		s.serveForwardAuth(rec, r, ev)

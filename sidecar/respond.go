@@ -24,7 +24,7 @@ const RequestIDHeader = "X-Request-Id"
 func writeResponse(w http.ResponseWriter, resp *authz.Response) {
 	h := w.Header()
 	for _, kv := range resp.Header {
-		h.Set(kv[0], kv[1])
+		h.Add(kv[0], kv[1]) // WWW-Authenticate may come twice (Bearer, DPoP)
 	}
 	h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
 	w.WriteHeader(resp.Status)
