@@ -102,7 +102,17 @@ func (p *Policy) Explain(ctx context.Context, token string) Explanation {
 	}
 	pass("claims", fmt.Sprintf("client %q, jti %q", claims.ClientID(), claims.ID))
 	src := p.sources[claims.Issuer]
-	if src == nil {
+	var realm *Decision // why an issuer pattern's realm was not found
+	if src == nil && len(p.patterns) > 0 {
+		src, realm = p.tenantSource(ctx, claims.Issuer)
+	}
+	if src == nil && realm != nil {
+		fail("issuer", realm.Reason, realm.Detail, "the realm named by iss is not served by Keycloak, not in tenant_allow_list or "+
+			"tenant_regex, or not among this route's tenants; or more new realms were discovered this minute than "+
+			"tenant_discoveries_per_minute allows")
+		add("key", StepSkipped, "", "", "")
+		add("signature", StepSkipped, "", "", "")
+	} else if src == nil {
 		fail("issuer", ReasonIssuer, fmt.Sprintf("iss %q is not a trusted issuer", claims.Issuer), p.issuerFix(claims.Issuer))
 		add("key", StepSkipped, "", "", "")
 		add("signature", StepSkipped, "", "", "")

@@ -165,3 +165,27 @@ func TestTenantConfigErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTenantExplain: Explain follows issuer patterns as Check does.
+func TestTenantExplain(t *testing.T) {
+	h := testrealms.New(tenantClients, nil)
+	t.Cleanup(h.Close)
+	if _, err := h.Add("acme"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Compile(Config{Requirements: Requirements{Issuers: []Issuer{{Issuer: h.Pattern(), TenantAllowList: []string{"acme", "globex"}}},
+		Audiences: []string{"orders-api"}}}, Deps{Keys: jwks.NewCache(jwks.Options{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := h.Token("acme", "svc")
+	if ex := p.Explain(context.Background(), tok); !ex.Decision.Allow || len(ex.Failed()) > 0 {
+		t.Fatalf("acme: %s, failed %v", ex.Summary(), ex.Failed())
+	}
+	idp, _ := h.Add("other")
+	tok, _ = idp.Token("svc", testidp.WithClaim("iss", h.Issuer("globex")))
+	ex := p.Explain(context.Background(), tok)
+	if ex.Decision.Allow || strings.Join(ex.Failed(), ",") != "issuer" || !strings.Contains(ex.Steps[5].Detail, "globex") {
+		t.Fatalf("globex (no such realm): %s, failed %v, %+v", ex.Summary(), ex.Failed(), ex.Steps)
+	}
+}
