@@ -88,6 +88,19 @@ func TestTenantRoutes(t *testing.T) {
 	if after, _ := realms.Discoveries(); after-before > 2 {
 		t.Fatalf("%d discoveries for 50 invented realms", after-before)
 	}
+	// A reload keeps the realms held and their keys: no rediscovery.
+	h.srv.reload.lookup = mapEnv(map[string]string{"PATTERN": realms.Pattern(), "UPSTREAM": h.up.URL})
+	before, _ = realms.Discoveries()
+	jwksBefore := realms.JWKSFetches()
+	if res := h.srv.Reload([]byte(strings.Replace(tenantYAML, "tenants: [acme]", "tenants: [acme, globex]", 1))); !res.Applied {
+		t.Fatalf("reload: %+v", res)
+	}
+	if r := do(t, "GET", h.url+"/acme/x", tok("globex"), nil, nil); r.status != 200 || r.echo(t).Headers.Get("X-Tenant") != "globex" {
+		t.Fatalf("globex on /acme after the reload: %d %s", r.status, r.body)
+	}
+	if after, _ := realms.Discoveries(); after != before || realms.JWKSFetches() != jwksBefore {
+		t.Fatalf("the reload cost %d discoveries, %d JWKS fetches", after-before, realms.JWKSFetches()-jwksBefore)
+	}
 	m := metricsText(t, h)
 	wantMetric(t, m, `keycloak_jwt_tenant_realms{pattern="`+realms.Pattern()+`",state="held"}`, "3")
 	if v, _ := metricValue(m, `keycloak_jwt_tenant_refused_total{pattern="`+realms.Pattern()+`",why="rate"}`); v == "0" || v == "" {
