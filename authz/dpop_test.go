@@ -17,61 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keycloak-jwt/keycloak-jwt/internal/dpoptest"
 	"github.com/keycloak-jwt/keycloak-jwt/internal/testidp"
 	"github.com/keycloak-jwt/keycloak-jwt/policy"
 )
-
-// dpopClient is a test client with its own proof key, written from RFC
-// 9449 and RFC 7638 (not with the gateway's code).
-type dpopClient struct {
-	key *ecdsa.PrivateKey
-	jwk map[string]string
-	jkt string
-}
-
-func newDPoPClient(t testing.TB) *dpopClient {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b64 := base64.RawURLEncoding.EncodeToString
-	x, y := make([]byte, 32), make([]byte, 32)
-	k.X.FillBytes(x)
-	k.Y.FillBytes(y)
-	c := &dpopClient{key: k, jwk: map[string]string{"kty": "EC", "crv": "P-256", "x": b64(x), "y": b64(y)}}
-	// RFC 7638: the required members in lexicographic order, no whitespace.
-	canon := `{"crv":"P-256","kty":"EC","x":"` + c.jwk["x"] + `","y":"` + c.jwk["y"] + `"}`
-	sum := sha256.Sum256([]byte(canon))
-	c.jkt = b64(sum[:])
-	return c
-}
-
-// proof signs a DPoP proof; edit may change header and claims first.
-func (c *dpopClient) proof(t testing.TB, method, htu, token string, edit func(h, p map[string]any)) string {
-	t.Helper()
-	ath := sha256.Sum256([]byte(token))
-	h := map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": c.jwk}
-	jti := make([]byte, 12)
-	_, _ = rand.Read(jti)
-	p := map[string]any{"jti": base64.RawURLEncoding.EncodeToString(jti), "htm": method, "htu": htu,
-		"iat": time.Now().Unix(), "ath": base64.RawURLEncoding.EncodeToString(ath[:])}
-	if edit != nil {
-		edit(h, p)
-	}
-	hb, _ := json.Marshal(h)
-	pb, _ := json.Marshal(p)
-	input := base64.RawURLEncoding.EncodeToString(hb) + "." + base64.RawURLEncoding.EncodeToString(pb)
-	digest := sha256.Sum256([]byte(input))
-	r, s, err := ecdsa.Sign(rand.Reader, c.key, digest[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig := make([]byte, 64)
-	r.FillBytes(sig[:32])
-	s.FillBytes(sig[32:])
-	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
-}
 
 func header(r Response, name string) []string {
 	var out []string
@@ -86,13 +35,13 @@ func header(r Response, name string) []string {
 // TestDPoP: RFC 9449 proofs, and the refusals of section 2 of the issue.
 func TestDPoP(t *testing.T) {
 	e := newEnv(t)
-	cl := newDPoPClient(t)
-	other := newDPoPClient(t)
+	cl := dpoptest.New(t)
+	other := dpoptest.New(t)
 	g := e.gate(t, func(s *Spec) {
 		s.Config.PublicURL = "https://api.example.com/v1"
 		s.Config.DPoP = DPoPConfig{Enabled: true}
 	}, Options{})
-	bound, err := e.idp.Token("orders-service", testidp.WithClaim("cnf", map[string]any{"jkt": cl.jkt}))
+	bound, err := e.idp.Token("orders-service", testidp.WithClaim("cnf", map[string]any{"jkt": cl.JKT}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +54,7 @@ func TestDPoP(t *testing.T) {
 		}
 		return h
 	}
-	replayed := cl.proof(t, "GET", htu, bound, nil)
+	replayed := cl.Proof(t, "GET", htu, bound, nil)
 	cases := []struct {
 		name   string
 		method string
@@ -113,32 +62,32 @@ func TestDPoP(t *testing.T) {
 		status int
 		reason string
 	}{
-		{"valid proof", "GET", dpop(bound, cl.proof(t, "GET", htu, bound, nil)), 200, policy.ReasonOK},
-		{"htu with query and another case of host", "GET", dpop(bound, cl.proof(t, "GET", "https://API.example.com:443/v1/orders?x=1", bound, nil)), 200, policy.ReasonOK},
+		{"valid proof", "GET", dpop(bound, cl.Proof(t, "GET", htu, bound, nil)), 200, policy.ReasonOK},
+		{"htu with query and another case of host", "GET", dpop(bound, cl.Proof(t, "GET", "https://API.example.com:443/v1/orders?x=1", bound, nil)), 200, policy.ReasonOK},
 		{"first use of a proof", "GET", dpop(bound, replayed), 200, policy.ReasonOK},
 		{"replayed proof", "GET", dpop(bound, replayed), 401, ReasonDPoPProof},
-		{"wrong htu", "GET", dpop(bound, cl.proof(t, "GET", "https://api.example.com/v1/admin", bound, nil)), 401, ReasonDPoPProof},
-		{"wrong htu host", "GET", dpop(bound, cl.proof(t, "GET", "https://evil.example.com/v1/orders", bound, nil)), 401, ReasonDPoPProof},
-		{"wrong htm", "GET", dpop(bound, cl.proof(t, "POST", htu, bound, nil)), 401, ReasonDPoPProof},
-		{"stale iat", "GET", dpop(bound, cl.proof(t, "GET", htu, bound, func(_, p map[string]any) { p["iat"] = time.Now().Add(-2 * time.Minute).Unix() })), 401, ReasonDPoPProof},
-		{"iat in the future", "GET", dpop(bound, cl.proof(t, "GET", htu, bound, func(_, p map[string]any) { p["iat"] = time.Now().Add(time.Minute).Unix() })), 401, ReasonDPoPProof},
-		{"proof key not cnf.jkt", "GET", dpop(bound, other.proof(t, "GET", htu, bound, nil)), 401, ReasonDPoPProof},
-		{"ath of another token", "GET", dpop(bound, cl.proof(t, "GET", htu, plain, nil)), 401, ReasonDPoPProof},
-		{"no ath", "GET", dpop(bound, cl.proof(t, "GET", htu, bound, func(_, p map[string]any) { delete(p, "ath") })), 401, ReasonDPoPProof},
-		{"typ JWT", "GET", dpop(bound, cl.proof(t, "GET", htu, bound, func(h, _ map[string]any) { h["typ"] = "JWT" })), 401, ReasonDPoPProof},
-		{"alg not allowed", "GET", dpop(bound, cl.proof(t, "GET", htu, bound, func(h, _ map[string]any) { h["alg"] = "HS256" })), 401, ReasonDPoPProof},
-		{"private key in jwk", "GET", dpop(bound, cl.proof(t, "GET", htu, bound, func(h, _ map[string]any) {
-			j := map[string]string{"d": base64.RawURLEncoding.EncodeToString(cl.key.D.Bytes())}
-			for k, v := range cl.jwk {
+		{"wrong htu", "GET", dpop(bound, cl.Proof(t, "GET", "https://api.example.com/v1/admin", bound, nil)), 401, ReasonDPoPProof},
+		{"wrong htu host", "GET", dpop(bound, cl.Proof(t, "GET", "https://evil.example.com/v1/orders", bound, nil)), 401, ReasonDPoPProof},
+		{"wrong htm", "GET", dpop(bound, cl.Proof(t, "POST", htu, bound, nil)), 401, ReasonDPoPProof},
+		{"stale iat", "GET", dpop(bound, cl.Proof(t, "GET", htu, bound, func(_, p map[string]any) { p["iat"] = time.Now().Add(-2 * time.Minute).Unix() })), 401, ReasonDPoPProof},
+		{"iat in the future", "GET", dpop(bound, cl.Proof(t, "GET", htu, bound, func(_, p map[string]any) { p["iat"] = time.Now().Add(time.Minute).Unix() })), 401, ReasonDPoPProof},
+		{"proof key not cnf.jkt", "GET", dpop(bound, other.Proof(t, "GET", htu, bound, nil)), 401, ReasonDPoPProof},
+		{"ath of another token", "GET", dpop(bound, cl.Proof(t, "GET", htu, plain, nil)), 401, ReasonDPoPProof},
+		{"no ath", "GET", dpop(bound, cl.Proof(t, "GET", htu, bound, func(_, p map[string]any) { delete(p, "ath") })), 401, ReasonDPoPProof},
+		{"typ JWT", "GET", dpop(bound, cl.Proof(t, "GET", htu, bound, func(h, _ map[string]any) { h["typ"] = "JWT" })), 401, ReasonDPoPProof},
+		{"alg not allowed", "GET", dpop(bound, cl.Proof(t, "GET", htu, bound, func(h, _ map[string]any) { h["alg"] = "HS256" })), 401, ReasonDPoPProof},
+		{"private key in jwk", "GET", dpop(bound, cl.Proof(t, "GET", htu, bound, func(h, _ map[string]any) {
+			j := map[string]string{"d": base64.RawURLEncoding.EncodeToString(cl.Key.D.Bytes())}
+			for k, v := range cl.JWK {
 				j[k] = v
 			}
 			h["jwk"] = j
 		})), 401, ReasonDPoPProof},
 		{"missing proof", "GET", dpop(bound, ""), 401, ReasonDPoPProof},
-		{"two proofs", "GET", map[string][]string{"Authorization": {"DPoP " + bound}, "Dpop": {cl.proof(t, "GET", htu, bound, nil), cl.proof(t, "GET", htu, bound, nil)}}, 401, ReasonDPoPProof},
+		{"two proofs", "GET", map[string][]string{"Authorization": {"DPoP " + bound}, "Dpop": {cl.Proof(t, "GET", htu, bound, nil), cl.Proof(t, "GET", htu, bound, nil)}}, 401, ReasonDPoPProof},
 		{"DPoP token sent as Bearer", "GET", map[string][]string{"Authorization": bearer(bound)}, 401, ReasonTokenBound},
-		{"bearer token with the DPoP scheme", "GET", dpop(plain, cl.proof(t, "GET", htu, plain, nil)), 401, ReasonNotBound},
-		{"a look-alike DPoP header", "GET", map[string][]string{"Authorization": {"DPoP " + bound}, "Dpop": {cl.proof(t, "GET", htu, bound, nil)}, "D_pop": {"x"}}, 200, policy.ReasonOK},
+		{"bearer token with the DPoP scheme", "GET", dpop(plain, cl.Proof(t, "GET", htu, plain, nil)), 401, ReasonNotBound},
+		{"a look-alike DPoP header", "GET", map[string][]string{"Authorization": {"DPoP " + bound}, "Dpop": {cl.Proof(t, "GET", htu, bound, nil)}, "D_pop": {"x"}}, 200, policy.ReasonOK},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -165,7 +114,7 @@ func TestDPoP(t *testing.T) {
 	if res := off.Judge(context.Background(), req("GET", "/orders", map[string][]string{"Authorization": bearer(bound)})); res.Decision.Reason != ReasonTokenBound {
 		t.Fatalf("DPoP off, bound token as Bearer: %+v", res.Decision)
 	}
-	if res := off.Judge(context.Background(), req("GET", "/orders", dpop(bound, cl.proof(t, "GET", htu, bound, nil)))); res.Decision.Reason != policy.ReasonNoToken {
+	if res := off.Judge(context.Background(), req("GET", "/orders", dpop(bound, cl.Proof(t, "GET", htu, bound, nil)))); res.Decision.Reason != policy.ReasonNoToken {
 		t.Fatalf("DPoP off, DPoP scheme: %+v", res.Decision)
 	}
 	// DPoP needs public_url.

@@ -161,6 +161,7 @@ func (g *Gate) scanHeaders(h map[string][]string, s *scan) *scan {
 				continue
 			}
 			s.dpopLines = append(s.dpopLines, values...)
+			s.tokenKeys = append(s.tokenKeys, key) // a credential too: strip_authorization removes it
 		case kindCertificate:
 			// Read (the proxy in front set it), then removed; a look-alike
 			// is removed unread.

@@ -4,7 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keycloak-jwt/keycloak-jwt/internal/dpoptest"
 	"github.com/keycloak-jwt/keycloak-jwt/internal/kongsim"
+	"github.com/keycloak-jwt/keycloak-jwt/internal/testidp"
 )
 
 // TestAnonymousKeepsAnotherPluginsCredential (hole 11): with anonymous set,
@@ -105,5 +107,37 @@ func TestLayerRulesThroughKong(t *testing.T) {
 				t.Fatalf("got %v %d %v %s", res.Exited, res.Status, res.ExitHeaders, res.Body)
 			}
 		})
+	}
+}
+
+// TestDPoPThroughKong: the plugin reads the method and path (two PDK calls)
+// only with dpop on, and a bound token needs its proof.
+func TestDPoPThroughKong(t *testing.T) {
+	h := start(t)
+	id := h.instance(t, func(c map[string]any) {
+		c["public_url"] = "https://api.example.com"
+		c["dpop"] = map[string]any{"enabled": true}
+		c["resource_metadata"] = true
+	})
+	cl := dpoptest.New(t)
+	tok := h.token(t, "orders-service", testidp.WithClaim("cnf", map[string]any{"jkt": cl.JKT}))
+	ok := kongsim.Request{Method: "POST", Path: "/orders", Headers: map[string][]string{
+		"Authorization": {"DPoP " + tok}, "DPoP": {cl.Proof(t, "POST", "https://api.example.com/orders", tok, nil)}}}
+	if res := access(t, h, id, ok); res.Exited {
+		t.Fatalf("valid proof: %d %s", res.Status, res.Body)
+	}
+	wrong := kongsim.Request{Method: "GET", Path: "/orders", Headers: map[string][]string{
+		"Authorization": {"DPoP " + tok}, "DPoP": {cl.Proof(t, "POST", "https://api.example.com/orders", tok, nil)}}}
+	res := access(t, h, id, wrong)
+	if !res.Exited || res.Status != 401 || !strings.Contains(strings.Join(res.ExitHeaders["WWW-Authenticate"], " "), "invalid_dpop_proof") {
+		t.Fatalf("proof for another method: %d %v", res.Status, res.ExitHeaders)
+	}
+	res = access(t, h, id, kongsim.Request{Method: "GET", Path: "/orders", Headers: bearer(tok)})
+	if !res.Exited || res.Status != 401 || len(res.ExitHeaders["WWW-Authenticate"]) != 2 {
+		t.Fatalf("bound token as Bearer: %d %v", res.Status, res.ExitHeaders)
+	}
+	meta := access(t, h, id, kongsim.Request{Method: "GET", Path: "/.well-known/oauth-protected-resource"})
+	if !meta.Exited || meta.Status != 200 || !strings.Contains(string(meta.Body), `"resource":"https://api.example.com"`) {
+		t.Fatalf("metadata: %d %s", meta.Status, meta.Body)
 	}
 }
