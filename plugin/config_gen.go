@@ -17,22 +17,24 @@ import (
 // an instance handles its first request.
 type Config struct {
 	// policy.Config
-	Issuers             []policy.Issuer   `json:"issuers"`
-	Audiences           []string          `json:"audiences"`
-	AllowedClients      []string          `json:"allowed_clients"`
-	TokenTypes          []string          `json:"token_types"`
-	ScopesRequired      []string          `json:"scopes_required"`
-	ScopesMatch         string            `json:"scopes_match"`
-	RealmRolesRequired  []string          `json:"realm_roles_required"`
-	RealmRolesMatch     string            `json:"realm_roles_match"`
-	ClientRolesRequired []string          `json:"client_roles_required"`
-	ClientRolesMatch    string            `json:"client_roles_match"`
-	Tenants             []string          `json:"tenants"`
-	Algorithms          []string          `json:"algorithms"`
-	LeewaySeconds       *int              `json:"leeway_seconds"`
-	MaxTokenBytes       int               `json:"max_token_bytes"`
-	TokenCacheSize      *int              `json:"token_cache_size"`
-	JWKS                policy.JWKSConfig `json:"jwks"`
+	Issuers             []policy.Issuer       `json:"issuers"`
+	Audiences           []string              `json:"audiences"`
+	AllowedClients      []string              `json:"allowed_clients"`
+	TokenTypes          []string              `json:"token_types"`
+	ScopesRequired      []string              `json:"scopes_required"`
+	ScopesMatch         string                `json:"scopes_match"`
+	RealmRolesRequired  []string              `json:"realm_roles_required"`
+	RealmRolesMatch     string                `json:"realm_roles_match"`
+	ClientRolesRequired []string              `json:"client_roles_required"`
+	ClientRolesMatch    string                `json:"client_roles_match"`
+	Tenants             []string              `json:"tenants"`
+	Introspection       *policy.Introspection `json:"introspection"`
+	Algorithms          []string              `json:"algorithms"`
+	LeewaySeconds       *int                  `json:"leeway_seconds"`
+	MaxTokenBytes       int                   `json:"max_token_bytes"`
+	TokenCacheSize      *int                  `json:"token_cache_size"`
+	JWKS                policy.JWKSConfig     `json:"jwks"`
+	Store               policy.StoreConfig    `json:"store"`
 	// authz.Config
 	Realm             string           `json:"realm"`
 	HeaderNames       []string         `json:"header_names"`
@@ -68,11 +70,13 @@ func (c *Config) parts() (p policy.Config, a authz.Config, k kongFields) {
 	p.Requirements.ClientRolesRequired = c.ClientRolesRequired
 	p.Requirements.ClientRolesMatch = c.ClientRolesMatch
 	p.Requirements.Tenants = c.Tenants
+	p.Requirements.Introspection = c.Introspection
 	p.Algorithms = c.Algorithms
 	p.LeewaySeconds = c.LeewaySeconds
 	p.MaxTokenBytes = c.MaxTokenBytes
 	p.TokenCacheSize = c.TokenCacheSize
 	p.JWKS = c.JWKS
+	p.Store = c.Store
 	a.Realm = c.Realm
 	a.HeaderNames = c.HeaderNames
 	a.URIParamNames = c.URIParamNames

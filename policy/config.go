@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keycloak-jwt/keycloak-jwt/jwks"
+	"github.com/keycloak-jwt/keycloak-jwt/store"
 )
 
 // Defaults of Config.
@@ -55,6 +56,9 @@ type Requirements struct {
 	// pattern (issuers[].issuer with {tenant}) matched in the token's iss.
 	// A token of a fixed issuer has no tenant and is refused.
 	Tenants []string `json:"tenants"`
+	// Introspection, when enabled, asks the issuer (RFC 7662) whether the
+	// token is active and checks the claims of its answer (introspect.go).
+	Introspection *Introspection `json:"introspection"`
 }
 
 // Config is the engine's raw configuration, as operators write it (Kong
@@ -73,6 +77,8 @@ type Config struct {
 	TokenCacheSize *int `json:"token_cache_size"`
 	// JWKS fetch and cache settings, shared by every issuer of this config.
 	JWKS JWKSConfig `json:"jwks"`
+	// Store is shared by gateway nodes (introspection answers, replay marks).
+	Store StoreConfig `json:"store"`
 }
 
 // Issuer is one trusted token issuer (a Keycloak realm), or with
@@ -274,6 +280,8 @@ type rules struct {
 	leeway       int64
 	maxBytes     int
 	cacheSize    int
+	intro        *introSpec         // nil: no introspection
+	redis        *store.RedisConfig // nil: no shared store
 }
 
 type clientRole struct{ client, role string }
@@ -476,6 +484,8 @@ func (c Config) compileRules() (*rules, error) {
 		}
 		r.cacheSize = *c.TokenCacheSize
 	}
+	errs = append(errs, c.compileStore(r)...)
+	errs = append(errs, c.compileIntrospection(r)...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}

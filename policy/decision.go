@@ -39,6 +39,11 @@ const (
 	ReasonClientRole      = "missing_client_role"
 	ReasonTenant          = "tenant_not_allowed"
 	ReasonConfig          = "invalid_config"
+	// ReasonInactive: introspection answered active false (revoked).
+	ReasonInactive = "token_inactive"
+	// ReasonIntrospection: the introspection endpoint could not answer
+	// (down, slow, refused the gateway's client): 503, never allowed.
+	ReasonIntrospection = "introspection_unavailable"
 )
 
 // Decision is the outcome of checking one request. It is a plain value:
@@ -67,6 +72,9 @@ type Decision struct {
 	// CachedResult is true when the signature check was served by the
 	// verified-token cache.
 	CachedResult bool
+	// Introspected is true when the issuer's introspection answer decided
+	// (the claims are the answer's).
+	Introspected bool
 	// AcceptedUntil is, when allowed, the Unix second from which this
 	// policy stops accepting the token: its exp plus the leeway. What is
 	// derived from the decision (the signed upstream JWT) must not outlive it.

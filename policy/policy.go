@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/keycloak-jwt/keycloak-jwt/jwks"
+	"github.com/keycloak-jwt/keycloak-jwt/store"
 )
 
 // Deps are what a Policy needs from its process.
@@ -30,6 +31,9 @@ type Deps struct {
 	// TokenCaches, when set, shares verified-token caches between policies
 	// of one process (see TokenCaches); when nil each policy has its own.
 	TokenCaches *TokenCaches
+	// Stores holds the process's shared-store clients (store.redis);
+	// store.DefaultPool when nil.
+	Stores *store.Pool
 }
 
 // Policy is a compiled Config. It is safe for concurrent use.
@@ -44,7 +48,9 @@ type Policy struct {
 	log      *zap.Logger
 	cache    *tokenCache
 	headers  headerCache
-	scope    string // required scopes, space-separated, for WWW-Authenticate
+	scope    string        // required scopes, space-separated, for WWW-Authenticate
+	intro    *introspector // nil: no introspection (introspect.go)
+	shared   store.Store   // nil: no shared store
 
 	hits, misses atomic.Int64
 }
@@ -91,6 +97,9 @@ func Compile(cfg Config, deps Deps) (*Policy, error) {
 		p.cache = newTokenCache(r.cacheSize)
 	}
 	p.scope = strings.Join(r.scopes.values, " ")
+	if err := p.compileShared(r, cfg.JWKS, deps); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -133,6 +142,13 @@ func (p *Policy) check(ctx context.Context, token string) Decision {
 			fmt.Sprintf("token of %d bytes exceeds max_token_bytes %d", len(token), p.r.maxBytes))
 	}
 	now := p.now().Unix()
+	if p.intro != nil {
+		if opaque, ok := looksOpaque(token); !ok {
+			return invalidToken(ReasonMalformed, "The access token is malformed", "neither a JWS nor an RFC 6750 b64token")
+		} else if opaque {
+			return p.finish(ctx, token, nil, now, false)
+		}
+	}
 	if p.cache != nil {
 		// A hit counts only if this policy trusts what verified the entry:
 		// the key source it uses for that issuer, and the algorithm.
@@ -141,7 +157,7 @@ func (p *Policy) check(ctx context.Context, token string) Decision {
 			if set := e.src.Fresh(); set != nil {
 				if k, ok := set.Lookup(e.claims.KeyID, e.claims.Algorithm); ok && k == e.key {
 					p.hits.Add(1)
-					return p.checkClaims(e.claims, now, true)
+					return p.finish(ctx, token, e.claims, now, true)
 				}
 			}
 		}
@@ -195,11 +211,12 @@ func (p *Policy) check(ctx context.Context, token string) Decision {
 		return invalidToken(ReasonSignature, "The access token signature is invalid",
 			fmt.Sprintf("signature check with kid %q failed: %v", key.ID, err))
 	}
-	d := p.checkClaims(claims, now, false)
+	d := p.finish(ctx, token, claims, now, false)
 	if p.cache != nil && claims.Expiry > now && d.Reason != ReasonExpired {
 		// Cache every verified token (also those denied for scope/role: the
-		// signature work is done either way; the claim checks rerun on a hit).
-		if d.Allow || d.Status == http.StatusForbidden {
+		// signature work is done either way; the claim checks rerun on a
+		// hit; with introspection, whatever the answer said).
+		if d.Allow || d.Status == http.StatusForbidden || d.Introspected {
 			p.cache.put(token, &cacheEntry{token: token, claims: claims, key: key, src: src, exp: claims.Expiry})
 		}
 	}

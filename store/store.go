@@ -14,6 +14,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"time"
 )
@@ -41,3 +43,28 @@ var (
 	// connection closed, error reply).
 	ErrUnavailable = errors.New("store: unavailable")
 )
+
+// Replay is a replay check over a Store, in the shape of authz.ReplayStore:
+// FirstUse records key (hashed: a proof's jti is chosen by the client) for
+// ttl and reports whether it was new. An error means the check could not
+// be made: the caller refuses.
+type Replay struct {
+	Store Store
+	// Namespace starts every key, e.g. "dpop:".
+	Namespace string
+	// Timeout bounds one check (default 250 ms); Redis's own timeout
+	// applies too.
+	Timeout time.Duration
+}
+
+// FirstUse implements the replay check.
+func (r Replay) FirstUse(key string, ttl time.Duration) (bool, error) {
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = DefaultRedisTimeoutMillis * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	sum := sha256.Sum256([]byte(key))
+	return r.Store.SetNX(ctx, r.Namespace+base64.RawURLEncoding.EncodeToString(sum[:]), ttl)
+}

@@ -253,3 +253,20 @@ func TestPoolShares(t *testing.T) {
 		t.Fatal("the pool does not share by configuration")
 	}
 }
+
+func TestReplay(t *testing.T) {
+	srv := redistest.Start(t)
+	r, _ := NewRedis(RedisConfig{Address: srv.Addr})
+	defer r.Close()
+	nodeA, nodeB := Replay{Store: r, Namespace: "dpop:"}, Replay{Store: r, Namespace: "dpop:"}
+	if ok, err := nodeA.FirstUse("jkt\x00jti-1", time.Minute); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if ok, err := nodeB.FirstUse("jkt\x00jti-1", time.Minute); ok || err != nil {
+		t.Fatalf("a proof used on node A passed on node B: %v %v", ok, err)
+	}
+	srv.Stop()
+	if _, err := nodeA.FirstUse("jkt\x00jti-2", time.Minute); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("redis down: %v (a replay check must fail closed)", err)
+	}
+}
