@@ -77,7 +77,7 @@ func TestDPoP(t *testing.T) {
 		{"typ JWT", "GET", dpop(bound, cl.Proof(t, "GET", htu, bound, func(h, _ map[string]any) { h["typ"] = "JWT" })), 401, ReasonDPoPProof},
 		{"alg not allowed", "GET", dpop(bound, cl.Proof(t, "GET", htu, bound, func(h, _ map[string]any) { h["alg"] = "HS256" })), 401, ReasonDPoPProof},
 		{"private key in jwk", "GET", dpop(bound, cl.Proof(t, "GET", htu, bound, func(h, _ map[string]any) {
-			j := map[string]string{"d": base64.RawURLEncoding.EncodeToString(cl.Key.D.Bytes())}
+			j := map[string]string{"d": privateScalar(t, cl)}
 			for k, v := range cl.JWK {
 				j[k] = v
 			}
@@ -254,4 +254,14 @@ func TestStrictObject(t *testing.T) {
 			t.Errorf("%s: alg %s", in, m["alg"])
 		}
 	}
+}
+
+// privateScalar is the client key's private scalar, base64url (a jwk "d").
+func privateScalar(t *testing.T, c *dpoptest.Client) string {
+	t.Helper()
+	d, err := c.Key.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(d)
 }
