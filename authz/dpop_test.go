@@ -18,8 +18,11 @@ import (
 	"time"
 
 	"github.com/keycloak-jwt/keycloak-jwt/internal/dpoptest"
+	"github.com/keycloak-jwt/keycloak-jwt/internal/redistest"
 	"github.com/keycloak-jwt/keycloak-jwt/internal/testidp"
+	"github.com/keycloak-jwt/keycloak-jwt/jwks"
 	"github.com/keycloak-jwt/keycloak-jwt/policy"
+	"github.com/keycloak-jwt/keycloak-jwt/store"
 )
 
 func header(r Response, name string) []string {
@@ -264,4 +267,46 @@ func privateScalar(t *testing.T, c *dpoptest.Client) string {
 		t.Fatal(err)
 	}
 	return base64.RawURLEncoding.EncodeToString(d)
+}
+
+// TestDPoPReplayAcrossNodes: two gateway nodes sharing a real redis-server
+// (store.redis) see each other's proofs: a proof used on one is refused on
+// the other. Without the shared store each node sees only its own.
+func TestDPoPReplayAcrossNodes(t *testing.T) {
+	redis := redistest.Start(t)
+	e := newEnv(t)
+	cl := dpoptest.New(t)
+	node := func() *Gate {
+		keys := jwks.NewCache(jwks.Options{})
+		s := Spec{Policy: policy.Config{Requirements: policy.Requirements{Issuers: []policy.Issuer{{Issuer: e.idp.Issuer()}}, Audiences: []string{"orders-api"}},
+			Store: policy.StoreConfig{Redis: &store.RedisConfig{Address: redis.Addr, KeyPrefix: "dpop-test:"}}},
+			Config: Config{PublicURL: "https://api.example.com", DPoP: DPoPConfig{Enabled: true}}}
+		g, err := Compile(s, Options{Deps: policy.Deps{Keys: keys}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	a, b := node(), node()
+	tok, err := e.idp.Token("orders-service", testidp.WithClaim("cnf", map[string]any{"jkt": cl.JKT}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof := cl.Proof(t, "GET", "https://api.example.com/orders", tok, nil)
+	r := func() *Request {
+		return req("GET", "/orders", map[string][]string{"Authorization": {"DPoP " + tok}, "Dpop": {proof}})
+	}
+	if res := a.Judge(context.Background(), r()); !res.Allow {
+		t.Fatalf("node a: %+v", res.Decision)
+	}
+	if res := b.Judge(context.Background(), r()); res.Allow || res.Decision.Reason != ReasonDPoPProof || !strings.Contains(res.Decision.Detail, "replayed") {
+		t.Fatalf("node b accepted a proof node a used: %+v", res.Decision)
+	}
+	// Redis gone: replay checks fail closed.
+	redis.Stop()
+	fresh := cl.Proof(t, "GET", "https://api.example.com/orders", tok, nil)
+	res := a.Judge(context.Background(), req("GET", "/orders", map[string][]string{"Authorization": {"DPoP " + tok}, "Dpop": {fresh}}))
+	if res.Allow || res.Decision.Reason != ReasonDPoPProof {
+		t.Fatalf("Redis down: %+v", res.Decision)
+	}
 }

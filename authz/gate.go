@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keycloak-jwt/keycloak-jwt/policy"
+	"github.com/keycloak-jwt/keycloak-jwt/store"
 	"github.com/keycloak-jwt/keycloak-jwt/upstream"
 )
 
@@ -181,7 +182,18 @@ func (g *Gate) compileBinding(c Config, o Options) error {
 	if clock == nil {
 		clock = time.Now
 	}
-	d, err := compileDPoP(c.DPoP, g.publicURL, clock, o.ReplayStore)
+	replay := o.ReplayStore
+	if replay == nil {
+		// The policies' shared store (store.redis), when configured: a
+		// proof used on one gateway node is then refused on every other.
+		for _, u := range g.policies {
+			if shared := u.Policy.SharedStore(); shared != nil {
+				replay = store.Replay{Store: shared, Namespace: "dpop:"}
+				break
+			}
+		}
+	}
+	d, err := compileDPoP(c.DPoP, g.publicURL, clock, replay)
 	if err != nil {
 		errs = append(errs, err)
 	}
