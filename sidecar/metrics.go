@@ -72,7 +72,7 @@ func newMetrics(keys *jwks.Cache, policies func() []*authz.PolicyUse, now func()
 		reg: prometheus.NewRegistry(),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "decisions_total",
-			Help: "Access decisions by mode (proxy, forward_auth), route, outcome (allow, deny, public) and reason.",
+			Help: "Access decisions by mode (proxy, forward_auth, grpc), route, outcome (allow, deny, public) and reason.",
 		}, []string{"mode", "route", "outcome", "reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Name: "request_duration_seconds",
