@@ -319,7 +319,9 @@ func TestIntrospectionOpaqueAndLightweight(t *testing.T) {
 		t.Fatalf("forged JWT: %+v, %d calls", d, a.calls.Load()-calls)
 	}
 	// A refresh token is refused by its typ, from the answer too.
-	a.set(func(a *fakeAS) { a.opaque["opaque-refresh"] = map[string]any{"iss": e.idp.Issuer(), "aud": "orders-api", "typ": "Refresh", "exp": now + 60} })
+	a.set(func(a *fakeAS) {
+		a.opaque["opaque-refresh"] = map[string]any{"iss": e.idp.Issuer(), "aud": "orders-api", "typ": "Refresh", "exp": now + 60}
+	})
 	if d := check(p, "opaque-refresh"); d.Reason != ReasonType {
 		t.Fatalf("refresh token: %+v", d)
 	}
