@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net/textproto"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,6 +63,18 @@ type JWTConfig struct {
 	// PrivateKeyEnv names an environment variable holding the PEM. Exactly
 	// one of PrivateKeyFile and PrivateKeyEnv is required.
 	PrivateKeyEnv string `json:"private_key_env"`
+	// NextPrivateKeyFile or NextPrivateKeyEnv (at most one) is the key of
+	// the next roll-over: published in the JWKS, signing nothing yet, so
+	// that upstreams caching the JWKS have it before it signs. A PEM public
+	// key is enough (a private one is read for its public part).
+	NextPrivateKeyFile string `json:"next_private_key_file"`
+	NextPrivateKeyEnv  string `json:"next_private_key_env"`
+	// PreviousPrivateKeyFile or PreviousPrivateKeyEnv (at most one) is the
+	// key that signed before the last roll-over: still published, so that
+	// JWTs it signed (at most ttl_seconds old) keep verifying. Public is
+	// enough, as for next.
+	PreviousPrivateKeyFile string `json:"previous_private_key_file"`
+	PreviousPrivateKeyEnv  string `json:"previous_private_key_env"`
 	// TTLSeconds is the lifetime of the JWT: default 60, max 3600. It never
 	// outlives the gateway's acceptance of the original token (its exp plus
 	// the policy's leeway, Decision.AcceptedUntil).
@@ -90,6 +103,7 @@ type Signer struct {
 	claims   []string
 	jwksPath string
 	jwks     []byte
+	kids     []string // published: current, next, previous
 	clock    func() time.Time
 
 	// prefix is `base64url(protected header).` and payloadHead is
@@ -180,7 +194,24 @@ func NewSigner(c JWTConfig, clock func() time.Time) (*Signer, error) {
 	}
 	s.key = key
 
-	if err := s.buildPublic(); err != nil {
+	pubs, roles := []crypto.PublicKey{key.Public()}, []string{"current"}
+	for _, role := range []struct{ name, file, env string }{
+		{"next", c.NextPrivateKeyFile, c.NextPrivateKeyEnv},
+		{"previous", c.PreviousPrivateKeyFile, c.PreviousPrivateKeyEnv},
+	} {
+		pub, field, err := loadPublic(role.name, role.file, role.env)
+		if err == nil && pub != nil {
+			err = keyFits(pub, s.alg)
+		}
+		if err != nil {
+			return nil, cfgErr(field, "%v", err)
+		}
+		if pub != nil {
+			pubs, roles = append(pubs, pub), append(roles, role.name)
+		}
+	}
+
+	if err := s.buildPublic(pubs, roles); err != nil {
 		return nil, cfgErr(field, "%v", err)
 	}
 
@@ -213,37 +244,70 @@ func checkPath(p string) error {
 	return nil
 }
 
-// loadKey reads the PEM from the configured file or environment variable.
-// It returns the field to blame in errors.
+// loadKey reads the signing key's PEM from the configured file or
+// environment variable. It returns the field to blame in errors.
 func loadKey(c JWTConfig) (crypto.Signer, string, error) {
-	const fileField, envField = jwtPrefix + ".private_key_file", jwtPrefix + ".private_key_env"
+	data, field, err := readPEM("", c.PrivateKeyFile, c.PrivateKeyEnv)
 	switch {
-	case c.PrivateKeyFile != "" && c.PrivateKeyEnv != "":
-		return nil, fileField, errors.New("set exactly one of private_key_file and private_key_env, not both")
-	case c.PrivateKeyFile != "":
-		data, err := limitedfile.Read(c.PrivateKeyFile, maxKeyFileBytes)
+	case err != nil:
+		return nil, field, err
+	case data == nil:
+		return nil, field, errors.New("one of private_key_file and private_key_env is required when the upstream JWT is enabled")
+	}
+	key, err := parsePrivateKey(data)
+	return key, field, err
+}
+
+// loadPublic reads the public key of the next or previous key: a PEM
+// public key (PKIX), or a private key's public part. Neither set: nil.
+func loadPublic(role, file, env string) (crypto.PublicKey, string, error) {
+	data, field, err := readPEM(role+"_", file, env)
+	if err != nil || data == nil {
+		return nil, field, err
+	}
+	if b, _ := pem.Decode(data); b != nil && b.Type == "PUBLIC KEY" {
+		pub, err := x509.ParsePKIXPublicKey(b.Bytes)
+		if err != nil {
+			return nil, field, errors.New("the PUBLIC KEY PEM block is not a valid public key")
+		}
+		return pub, field, nil
+	}
+	key, err := parsePrivateKey(data)
+	if err != nil {
+		return nil, field, fmt.Errorf("%v (or a PUBLIC KEY)", err)
+	}
+	return key.Public(), field, nil
+}
+
+// readPEM reads <prefix>private_key_file or <prefix>private_key_env (at
+// most one; neither: nil data). It returns the field to blame in errors.
+func readPEM(prefix, file, env string) ([]byte, string, error) {
+	fileField, envField := jwtPrefix+"."+prefix+"private_key_file", jwtPrefix+"."+prefix+"private_key_env"
+	switch {
+	case file != "" && env != "":
+		return nil, fileField, fmt.Errorf("set exactly one of %sprivate_key_file and %sprivate_key_env, not both", prefix, prefix)
+	case file != "":
+		data, err := limitedfile.Read(file, maxKeyFileBytes)
 		if err != nil {
 			var pe *os.PathError
 			if errors.As(err, &pe) {
 				err = pe.Err // the path is named below
 			}
-			return nil, fileField, fmt.Errorf("cannot read %q: %v", c.PrivateKeyFile, err)
+			return nil, fileField, fmt.Errorf("cannot read %q: %v", file, err)
 		}
-		key, err := parsePrivateKey(data)
-		return key, fileField, err
-	case c.PrivateKeyEnv != "":
-		v, ok := os.LookupEnv(c.PrivateKeyEnv)
+		return data, fileField, nil
+	case env != "":
+		v, ok := os.LookupEnv(env)
 		if !ok || strings.TrimSpace(v) == "" {
-			return nil, envField, fmt.Errorf("environment variable %q is not set or empty", c.PrivateKeyEnv)
+			return nil, envField, fmt.Errorf("environment variable %q is not set or empty", env)
 		}
 		// A PEM in an environment variable often has its newlines escaped.
 		if !strings.Contains(v, "\n") && strings.Contains(v, `\n`) {
 			v = strings.ReplaceAll(v, `\n`, "\n")
 		}
-		key, err := parsePrivateKey([]byte(v))
-		return key, envField, err
+		return []byte(v), envField, nil
 	}
-	return nil, fileField, errors.New("one of private_key_file and private_key_env is required when the upstream JWT is enabled")
+	return nil, fileField, nil
 }
 
 // parsePrivateKey decodes one unencrypted PEM private key. Its errors are
@@ -301,10 +365,13 @@ func parsePrivateKey(data []byte) (crypto.Signer, error) {
 	return nil, fmt.Errorf("unsupported private key type %T", key)
 }
 
-// keyFits checks that key suits alg.
-func keyFits(key crypto.Signer, alg string) error {
+// keyFits checks that key (private or public) suits alg.
+func keyFits(key any, alg string) error {
+	if s, ok := key.(crypto.Signer); ok {
+		key = s.Public()
+	}
 	switch k := key.(type) {
-	case *ecdsa.PrivateKey:
+	case *ecdsa.PublicKey:
 		if alg == "ES256" && k.Curve == elliptic.P256() {
 			return nil
 		}
@@ -312,12 +379,12 @@ func keyFits(key crypto.Signer, alg string) error {
 			return fmt.Errorf("ES256 needs a P-256 key, got an EC key on %s", k.Curve.Params().Name)
 		}
 		return fmt.Errorf("algorithm %s does not fit an EC key", alg)
-	case ed25519.PrivateKey:
+	case ed25519.PublicKey:
 		if alg == "EdDSA" {
 			return nil
 		}
 		return fmt.Errorf("algorithm %s does not fit an Ed25519 key", alg)
-	case *rsa.PrivateKey:
+	case *rsa.PublicKey:
 		if alg != "RS256" {
 			return fmt.Errorf("algorithm %s does not fit an RSA key", alg)
 		}
@@ -329,33 +396,42 @@ func keyFits(key crypto.Signer, alg string) error {
 	return fmt.Errorf("unsupported key type %T", key)
 }
 
-// buildPublic computes the kid (RFC 7638 SHA-256 thumbprint) and the JWKS.
-func (s *Signer) buildPublic() error {
-	pub, err := jwk.Import(s.key.Public())
-	if err != nil {
-		return errors.New("cannot convert the public key to a JWK")
-	}
-	tp, err := pub.Thumbprint(crypto.SHA256)
-	if err != nil {
-		return errors.New("cannot compute the JWK thumbprint of the public key")
-	}
-	s.kid = base64.RawURLEncoding.EncodeToString(tp)
+// buildPublic computes each key's kid (RFC 7638 SHA-256 thumbprint) and
+// the JWKS of pubs: the signing key first, then next and previous.
+func (s *Signer) buildPublic(pubs []crypto.PublicKey, roles []string) error {
 	alg, ok := jwa.LookupSignatureAlgorithm(s.alg)
 	if !ok {
 		return fmt.Errorf("algorithm %s is unknown to the JOSE library", s.alg)
 	}
-	for _, kv := range []struct {
-		k string
-		v any
-	}{{jwk.KeyIDKey, s.kid}, {jwk.AlgorithmKey, alg}, {jwk.KeyUsageKey, jwk.ForSignature}} {
-		if err := pub.Set(kv.k, kv.v); err != nil {
-			return fmt.Errorf("cannot set %s on the public JWK", kv.k)
+	set := jwk.NewSet()
+	for i, p := range pubs {
+		pub, err := jwk.Import(p)
+		if err != nil {
+			return errors.New("cannot convert the public key to a JWK")
+		}
+		tp, err := pub.Thumbprint(crypto.SHA256)
+		if err != nil {
+			return errors.New("cannot compute the JWK thumbprint of the public key")
+		}
+		kid := base64.RawURLEncoding.EncodeToString(tp)
+		if slices.Contains(s.kids, kid) {
+			return fmt.Errorf("the %s key is the same key as the %s one: a roll-over needs a new key", roles[i], roles[slices.Index(s.kids, kid)])
+		}
+		s.kids = append(s.kids, kid)
+		for _, kv := range []struct {
+			k string
+			v any
+		}{{jwk.KeyIDKey, kid}, {jwk.AlgorithmKey, alg}, {jwk.KeyUsageKey, jwk.ForSignature}} {
+			if err := pub.Set(kv.k, kv.v); err != nil {
+				return fmt.Errorf("cannot set %s on the public JWK", kv.k)
+			}
+		}
+		if err := set.AddKey(pub); err != nil {
+			return errors.New("cannot build the public JWKS")
 		}
 	}
-	set := jwk.NewSet()
-	if err := set.AddKey(pub); err != nil {
-		return errors.New("cannot build the public JWKS")
-	}
+	s.kid = s.kids[0]
+	var err error
 	if s.jwks, err = json.Marshal(set); err != nil {
 		return errors.New("cannot serialize the public JWKS")
 	}
@@ -375,6 +451,10 @@ func (s *Signer) JWKSPath() string { return s.jwksPath }
 
 // KeyID is the kid of the signing key (its RFC 7638 thumbprint).
 func (s *Signer) KeyID() string { return s.kid }
+
+// KeyIDs are the kids the JWKS publishes: the signing key's, then the next
+// and the previous key's when configured.
+func (s *Signer) KeyIDs() []string { return slices.Clone(s.kids) }
 
 // Algorithm is the JWS algorithm of the signer.
 func (s *Signer) Algorithm() string { return s.alg }
