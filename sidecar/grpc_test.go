@@ -366,3 +366,27 @@ func TestGRPCReload(t *testing.T) {
 		t.Fatalf("after the reload: %d", got)
 	}
 }
+
+// TestGRPCHealthFollowsReadiness: NOT_SERVING while the realm's keys cannot
+// be fetched (as /readyz answers 503), and the checks fail closed.
+func TestGRPCHealthFollowsReadiness(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + ln.Addr().String() + "/realms/down"
+	_ = ln.Close()
+	h := start(t, harnessOpt{yaml: grpcYAML, env: map[string]string{"ISSUER": down}})
+	conn := dialGRPC(t, h.srv.GRPCAddr(), nil)
+	time.Sleep(300 * time.Millisecond) // past one readiness poll
+	if st := healthOf(t, conn, "envoy.service.auth.v3.Authorization"); st != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("health %v with no keys", st)
+	}
+	if r := get(t, h.admin+"/readyz"); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz %d", r.status)
+	}
+	resp, err := authv3.NewAuthorizationClient(conn).Check(context.Background(), envoyCheck("GET", "/orders", "x.y.z"))
+	if err != nil || resp.GetDeniedResponse().GetStatus().GetCode() != 401 {
+		t.Fatalf("check without keys: %v %v", resp, err)
+	}
+}
