@@ -106,8 +106,7 @@ func TestTokenCacheSharesPerClient(t *testing.T) {
 			t.Fatalf("cold %s: %+v", tk.client, d)
 		}
 	}
-	var first map[string]*Claims
-	first = map[string]*Claims{}
+	first := map[string]*Claims{}
 	for _, tk := range toks {
 		d := check(p, tk.raw)
 		if !d.Allow || !d.CachedResult {
