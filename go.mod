@@ -10,6 +10,7 @@ require (
 	github.com/redis/go-redis/v9 v9.17.3
 	github.com/valyala/fastjson v1.6.10
 	go.uber.org/zap v1.28.0
+	go.yaml.in/yaml/v3 v3.0.5
 	golang.org/x/oauth2 v0.30.0
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20250707201910-8d1bb00bc6a7
 	google.golang.org/grpc v1.75.1

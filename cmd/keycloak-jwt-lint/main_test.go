@@ -103,3 +103,44 @@ func TestLint(t *testing.T) {
 		t.Fatal("no file: want 2")
 	}
 }
+
+// TestLintDeckDirectory: a directory is one decK state, and each problem is
+// printed with its file and line.
+func TestLintDeckDirectory(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"kong.yaml": `_format_version: "3.0"
+_info:
+  select_tags: [orders-team]
+services:
+- name: orders
+  url: http://orders:8080
+  plugins:
+  - name: keycloak-jwt
+    _config: realm
+    config:
+      scopes_required: [orders:read]
+`,
+		"plugin-configs.yaml": `_format_version: "3.0"
+_plugin_configs:
+  realm:
+    issuers: [{issuer: "https://sso/realms/demo"}]
+    audiences: [orders-api]
+    leeway_seconds: -5
+`,
+		"README.md": "not read",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out, errb bytes.Buffer
+	if status := run([]string{dir}, &out, &errb); status != 1 {
+		t.Fatalf("status %d\n%s\n%s", status, out.String(), errb.String())
+	}
+	want := filepath.Join(dir, "plugin-configs.yaml") + `:6: services[0] "orders" > plugins[0] (_config "realm"): error: leeway_seconds`
+	if !strings.Contains(errb.String(), want) || !strings.Contains(out.String(), "1 keycloak-jwt plugin entry checked, 1 invalid") {
+		t.Fatalf("stderr %q lacks %q; stdout %q", errb.String(), want, out.String())
+	}
+}
