@@ -209,7 +209,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() { errc <- admin.Serve(s.adminLn) }()
 	stopGRPC := s.serveGRPC(errc)
 	s.log.Info("sidecar serving", zap.String("listen", s.Addr()), zap.String("admin_listen", s.AdminAddr()),
-		zap.Stringer("upstream", urlStringer{s}), zap.Bool("forward_auth", s.c.fwdEnabled))
+		zap.Stringer("upstream", urlStringer{s}), zap.Bool("forward_auth", s.c.fwdEnabled), zap.String("grpc_listen", s.GRPCAddr()))
 
 	var failed error
 	select {
