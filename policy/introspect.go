@@ -235,7 +235,7 @@ type introspector struct {
 	discMu    sync.Mutex
 	discLast  time.Time
 	discErr   error
-	mu        sync.Mutex
+	mu        sync.RWMutex // cache and flights
 	cache     map[string]introEntry
 	flights   map[string]*introFlight
 	requests  atomic.Int64
@@ -372,8 +372,15 @@ func looksOpaque(token string) (opaque, ok bool) {
 // shared store, else the endpoint. Concurrent lookups of one token share one
 // flight; a waiter gives up when its own context ends.
 func (in *introspector) lookup(ctx context.Context, token string, jwt *Claims, now int64) (introEntry, bool, error) {
+	in.mu.RLock()
+	e, ok := in.cache[token]
+	in.mu.RUnlock()
+	if ok && e.until > now {
+		in.hits.Add(1)
+		return e, true, nil
+	}
 	in.mu.Lock()
-	if e, ok := in.cache[token]; ok && e.until > now {
+	if e, ok := in.cache[token]; ok && e.until > now { // a flight landed meanwhile
 		in.mu.Unlock()
 		in.hits.Add(1)
 		return e, true, nil
