@@ -35,7 +35,7 @@ func TestDemoRealm(t *testing.T) {
 	for _, c := range r.Clients {
 		ids = append(ids, c.ID)
 	}
-	if !slices.Equal(ids, []string{"orders-service", "reports-job", "no-audience-client"}) {
+	if !slices.Equal(ids, []string{"orders-service", "reports-job", "no-audience-client", "orders-signed-jwt"}) {
 		t.Fatalf("clients %v (orders-api is bearer-only: no tokens)", ids)
 	}
 	want := map[string]Client{
@@ -45,6 +45,9 @@ func TestDemoRealm(t *testing.T) {
 			RealmRoles: []string{"api-client"}, ClientRoles: map[string][]string{"orders-api": {"reader"}}, Audience: []string{"orders-api"}},
 		"no-audience-client": {ID: "no-audience-client", Secret: "no-audience-client-demo-secret", Scopes: []string{"profile", "orders:read"},
 			RealmRoles: []string{"api-client"}},
+		// client-jwt: no secret, so testidp's token endpoint refuses it.
+		"orders-signed-jwt": {ID: "orders-signed-jwt", Scopes: []string{"profile", "orders:read"},
+			RealmRoles: []string{"api-client"}, ClientRoles: map[string][]string{"orders-api": {"reader"}}, Audience: []string{"orders-api"}},
 	}
 	for id, w := range want {
 		got, _ := r.Client(id)
