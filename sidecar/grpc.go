@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -66,12 +67,12 @@ func (o *compiled) compileGRPC(g GRPCConfig) error {
 	case (t.CertFile == "") != (t.KeyFile == ""):
 		errs = append(errs, cfgErr("grpc.tls", "cert_file and key_file go together"))
 	case t.CertFile != "":
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		pair, err := loadKeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
 			errs = append(errs, cfgErr("grpc.tls.cert_file", "loading the certificate and key: %v", err))
 			break
 		}
-		gl.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		gl.tls = &tls.Config{GetCertificate: pair.get, MinVersion: tls.VersionTLS12}
 		if t.ClientCAFile != "" {
 			pem, err := os.ReadFile(t.ClientCAFile)
 			pool := x509.NewCertPool()
@@ -90,6 +91,51 @@ func (o *compiled) compileGRPC(g GRPCConfig) error {
 	}
 	o.grpc = gl
 	return nil
+}
+
+// keyPair serves a certificate and key from files, read again at a
+// handshake after either file changed (cert-manager and the kubelet replace
+// mounted secrets in place). A pair that does not load keeps the last good
+// one serving, and is tried again at the next handshake.
+type keyPair struct {
+	certFile, keyFile string
+
+	mu    sync.Mutex
+	cert  *tls.Certificate
+	stamp string // the files' sizes and modification times when cert was read
+}
+
+func loadKeyPair(certFile, keyFile string) (*keyPair, error) {
+	k := &keyPair{certFile: certFile, keyFile: keyFile, stamp: stamp(certFile, keyFile)}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	k.cert = &cert
+	return k, nil
+}
+
+func (k *keyPair) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if st := stamp(k.certFile, k.keyFile); st != k.stamp {
+		if cert, err := tls.LoadX509KeyPair(k.certFile, k.keyFile); err == nil {
+			k.cert, k.stamp = &cert, st
+		}
+	}
+	return k.cert, nil
+}
+
+// stamp identifies the current contents of files by size and modification
+// time.
+func stamp(files ...string) string {
+	var b strings.Builder
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil {
+			fmt.Fprintf(&b, "%d/%d;", fi.Size(), fi.ModTime().UnixNano())
+		}
+	}
+	return b.String()
 }
 
 // listenGRPC binds the gRPC listener when configured.

@@ -153,12 +153,15 @@ type testPKI struct {
 	clientCert                    tls.Certificate
 	pool                          *x509.CertPool
 	otherClient                   tls.Certificate // signed by another CA
+	ca                            *x509.Certificate
+	caKey                         *ecdsa.PrivateKey
 }
 
 func newPKI(t *testing.T) *testPKI {
 	t.Helper()
 	p := &testPKI{dir: t.TempDir(), pool: x509.NewCertPool()}
 	ca, caKey := selfSigned(t, "test CA")
+	p.ca, p.caKey = ca, caKey
 	p.pool.AddCert(ca)
 	p.caFile = writePEM(t, p.dir, "ca.pem", "CERTIFICATE", ca.Raw)
 	srvDER, srvKey := issue(t, ca, caKey, "sidecar", x509.ExtKeyUsageServerAuth)
@@ -388,5 +391,48 @@ func TestGRPCHealthFollowsReadiness(t *testing.T) {
 	resp, err := authv3.NewAuthorizationClient(conn).Check(context.Background(), envoyCheck("GET", "/orders", "x.y.z"))
 	if err != nil || resp.GetDeniedResponse().GetStatus().GetCode() != 401 {
 		t.Fatalf("check without keys: %v %v", resp, err)
+	}
+}
+
+// TestGRPCCertificateRotation: a certificate replaced in place is served
+// from the next handshake on; one that does not load leaves the last good
+// one serving.
+func TestGRPCCertificateRotation(t *testing.T) {
+	p := newPKI(t)
+	h := start(t, harnessOpt{yaml: grpcYAML, env: map[string]string{"GRPC_CERT": p.serverCert, "GRPC_KEY": p.serverKey}})
+	served := func() string {
+		t.Helper()
+		c, err := tls.Dial("tcp", h.srv.GRPCAddr(), &tls.Config{RootCAs: p.pool, NextProtos: []string{"h2"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	first := served()
+	// A new pair from the same CA, written over the files.
+	der, key := issue(t, p.ca, p.caKey, "sidecar-2", x509.ExtKeyUsageServerAuth)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Minute)
+	writePEM(t, p.dir, "server.pem", "CERTIFICATE", der)
+	writePEM(t, p.dir, "server-key.pem", "EC PRIVATE KEY", keyDER)
+	for _, f := range []string{p.serverCert, p.serverKey} {
+		if err := os.Chtimes(f, later, later); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second := served()
+	if first != "sidecar" || second != "sidecar-2" {
+		t.Fatalf("served %q, then %q after the files were replaced", first, second)
+	}
+	// A broken key file: the last good pair keeps serving.
+	if err := os.WriteFile(p.serverKey, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := served(); got != second {
+		t.Fatalf("%q served after a broken key file, want %q", got, second)
 	}
 }
