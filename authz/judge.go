@@ -105,6 +105,7 @@ type Result struct {
 type scan struct {
 	del         []string // owned copies, look-alikes, stripped overrides
 	adapterDel  []string // the exact adapter-owned keys among del
+	adapterAny  []string // every adapter-owned key among del, look-alikes too
 	tokenKeys   []string
 	tokenLines  []string // may alias the request's own slice: never append in place
 	cookieLines []string
@@ -142,6 +143,7 @@ func (g *Gate) scanHeaders(h map[string][]string, s *scan) *scan {
 			s.del = append(s.del, key)
 		case kindAdapter:
 			s.del = append(s.del, key)
+			s.adapterAny = append(s.adapterAny, key)
 			if exact {
 				s.adapterDel = append(s.adapterDel, key)
 			}
@@ -220,10 +222,13 @@ func (g *Gate) Judge(ctx context.Context, req *Request) *Result {
 			return d
 		}
 	}
-	if req.CannotStrip && len(res.Plan.Delete) > 0 {
+	// An adapter that cannot strip (forward auth) sets none of its own
+	// headers upstream either (the request id stays with the proxy): only
+	// copies of the layer's headers are forged there.
+	if forged := without(res.Plan.Delete, s.adapterAny); req.CannotStrip && len(forged) > 0 {
 		return g.refuse(res, http.StatusBadRequest, policy.ErrInvalidRequest, ReasonForgedHeader,
 			"The request carries a header that the gateway sets",
-			fmt.Sprintf("header %q is set by the gateway (or read as such by upstreams) and cannot be removed here", res.Plan.Delete[0]))
+			fmt.Sprintf("header %q is set by the gateway (or read as such by upstreams) and cannot be removed here", forged[0]))
 	}
 	if rt.public {
 		res.Allow, res.Public = true, true
@@ -317,17 +322,25 @@ func (g *Gate) checkMethodOverride(res *Result, req *Request, s *scan, q url.Val
 // which another plugin may have set, only the look-alikes.
 func (g *Gate) Strip(req *Request) Plan {
 	s := g.scanHeaders(req.Header, &scan{})
-	del := s.del[:0]
+	return Plan{Delete: without(s.del, s.adapterDel)}
+}
+
+// without is keys minus drop (a new slice when anything is dropped).
+func without(keys, drop []string) []string {
+	if len(drop) == 0 {
+		return keys
+	}
+	out := make([]string, 0, len(keys))
 next:
-	for _, k := range s.del {
-		for _, a := range s.adapterDel {
-			if k == a {
+	for _, k := range keys {
+		for _, d := range drop {
+			if k == d {
 				continue next
 			}
 		}
-		del = append(del, k)
+		out = append(out, k)
 	}
-	return Plan{Delete: del}
+	return out
 }
 
 // refuse fills res as a denial the layer makes itself, logs it and returns it.

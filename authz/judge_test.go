@@ -382,3 +382,21 @@ func TestExplainRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestCannotStripKeepsAdapterHeaders: where nothing can be removed (forward
+// auth), the adapter sets none of its own headers upstream either, so a
+// client's request id is no forgery; a copy of an identity header is.
+func TestCannotStripKeepsAdapterHeaders(t *testing.T) {
+	e := newEnv(t)
+	g := e.gate(t, nil, Options{Owned: []string{"X-Request-Id"}})
+	tok := e.token(t, "orders-service")
+	r := &Request{Method: "GET", Path: "/orders", CannotStrip: true,
+		Header: map[string][]string{"Authorization": bearer(tok), "X-Request-Id": {"abc"}}}
+	if res := g.Judge(context.Background(), r); !res.Allow {
+		t.Fatalf("request id refused: %+v", res.Decision)
+	}
+	r.Header["X-Client-Id"] = []string{"ops-admin"}
+	if res := g.Judge(context.Background(), r); res.Allow || res.Decision.Reason != ReasonForgedHeader {
+		t.Fatalf("forged identity header: %+v", res.Decision)
+	}
+}

@@ -18,6 +18,7 @@ const (
 	MatchAll              = "all"
 	MatchAny              = "any"
 	TypeBearer            = "Bearer" // Keycloak: the "typ" claim of access tokens
+	TypeDPoP              = "DPoP"   // Keycloak: the "typ" claim of DPoP-bound access tokens
 	TypeATJWT             = "at+jwt" // RFC 9068: the "typ" header of access tokens
 	// TypeUntyped accepts access tokens that declare no type: no "typ"
 	// claim, and header typ "JWT" or none (most issuers other than

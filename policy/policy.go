@@ -331,7 +331,9 @@ func (p *Policy) typeAccepted(c *Claims) bool {
 	if p.r.acceptATJWT && (strings.EqualFold(c.HeaderType, "at+jwt") || strings.EqualFold(c.HeaderType, "application/at+jwt")) {
 		return true
 	}
-	if p.r.acceptBearer && c.Type == TypeBearer {
+	// Keycloak types a DPoP-bound access token "DPoP" (and binds it with
+	// cnf.jkt, whose proof the request layer then requires).
+	if p.r.acceptBearer && (c.Type == TypeBearer || c.Type == TypeDPoP && c.Confirmation.JKT != "") {
 		return true
 	}
 	// untyped: nothing declares a type, so nothing may hint at another kind
