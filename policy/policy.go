@@ -49,6 +49,7 @@ type Policy struct {
 	cache    *tokenCache
 	headers  headerCache
 	scope    string        // required scopes, space-separated, for WWW-Authenticate
+	rules    []*claimRule  // the claim rules these rules can fail, in order (neededRules)
 	intro    *introspector // nil: no introspection (introspect.go)
 	shared   store.Store   // nil: no shared store
 
@@ -97,6 +98,7 @@ func Compile(cfg Config, deps Deps) (*Policy, error) {
 		p.cache = newTokenCache(r.cacheSize)
 	}
 	p.scope = strings.Join(r.scopes.values, " ")
+	p.rules = neededRules(r)
 	if err := p.compileShared(r, cfg.JWKS, deps); err != nil {
 		return nil, err
 	}
@@ -303,8 +305,7 @@ func tenantDetail(tenant string, allowed []string) string {
 // claimRules applies every claim rule of claimRuleList in order; the first
 // that fails decides.
 func (p *Policy) claimRules(c *Claims, now int64) Decision {
-	for i := range claimRuleList {
-		r := &claimRuleList[i]
+	for _, r := range p.rules {
 		if ok, detail := r.eval(p, c, now); !ok {
 			return r.deny(p, c, detail)
 		}

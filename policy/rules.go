@@ -21,6 +21,20 @@ type claimRule struct {
 	deny func(p *Policy, c *Claims, detail string) Decision
 	// fix says what to change, named as Keycloak's admin console names it.
 	fix func(p *Policy, c *Claims, now int64) string
+	// needed reports whether the rule can fail under these rules (nil:
+	// always): Check skips the others, Explain shows them all.
+	needed func(r *rules) bool
+}
+
+// neededRules are the rules of claimRuleList that r can fail, in order.
+func neededRules(r *rules) []*claimRule {
+	var out []*claimRule
+	for i := range claimRuleList {
+		if cr := &claimRuleList[i]; cr.needed == nil || cr.needed(r) {
+			out = append(out, cr)
+		}
+	}
+	return out
 }
 
 func invalidTokenRule(reason, msg string) func(*Policy, *Claims, string) Decision {
@@ -76,6 +90,7 @@ var claimRuleList = []claimRule{
 	},
 	{
 		check: "tenants", reason: ReasonTenant,
+		needed: func(r *rules) bool { return len(r.tenants) > 0 },
 		eval: func(p *Policy, c *Claims, _ int64) (bool, string) {
 			t := p.tenantOf(c.Issuer)
 			if len(p.r.tenants) == 0 || t != "" && contains(p.r.tenants, t) {
@@ -148,6 +163,7 @@ var claimRuleList = []claimRule{
 	},
 	{
 		check: "allowed clients", reason: ReasonClient,
+		needed: func(r *rules) bool { return len(r.clients) > 0 },
 		eval: func(p *Policy, c *Claims, _ int64) (bool, string) {
 			if len(p.r.clients) == 0 || contains(p.r.clients, c.ClientID()) {
 				return true, ""
@@ -161,6 +177,7 @@ var claimRuleList = []claimRule{
 	},
 	{
 		check: "scopes", reason: ReasonScope,
+		needed: func(r *rules) bool { return len(r.scopes.values) > 0 },
 		eval: func(p *Policy, c *Claims, _ int64) (bool, string) {
 			if p.r.scopes.satisfiedBy(c.Scopes) {
 				return true, ""
@@ -177,6 +194,7 @@ var claimRuleList = []claimRule{
 	},
 	{
 		check: "realm roles", reason: ReasonRealmRole,
+		needed: func(r *rules) bool { return len(r.realmRoles.values) > 0 },
 		eval: func(p *Policy, c *Claims, _ int64) (bool, string) {
 			if p.r.realmRoles.satisfiedBy(c.RealmRoles) {
 				return true, ""
@@ -191,6 +209,7 @@ var claimRuleList = []claimRule{
 	},
 	{
 		check: "client roles", reason: ReasonClientRole,
+		needed: func(r *rules) bool { return len(r.clientRoles) > 0 },
 		eval: func(p *Policy, c *Claims, _ int64) (bool, string) {
 			if len(p.r.clientRoles) == 0 || p.clientRolesOK(c) {
 				return true, ""
