@@ -5,7 +5,7 @@
 #   docker build -t keycloak-jwt-sidecar --target sidecar .   # the standalone sidecar
 #
 # The lint CLI ships in the Kong image:
-#   docker run --rm -v "$PWD/examples/kong:/cfg:ro" keycloak-jwt-kong keycloak-jwt-lint /cfg/kong.yml
+#   docker run --rm -v "$PWD/examples/kong:/cfg:ro" keycloak-jwt-kong keycloak-jwt-lint -ignore-missing-keys /cfg/kong.yml
 
 # ---------------------------------------------------------------- build
 FROM --platform=$BUILDPLATFORM golang:1.26.8-bookworm AS build

@@ -63,6 +63,7 @@ func loadKong(t *testing.T) *kongDoc {
 	if err := json.Unmarshal(yamlToJSON(t, kongFile), &d); err != nil {
 		t.Fatalf("%s: %v", kongFile, err)
 	}
+	mapKongKeyFiles(t, &d)
 	return &d
 }
 
@@ -263,6 +264,8 @@ func TestKongRoutesAgainstRealm(t *testing.T) {
 		"orders-admin": {OrdersService: ok, ReportsJob: unauthorized, NoAudienceClient: unauthorized},
 		"catalog":      {OrdersService: ok, ReportsJob: ok, NoAudienceClient: unauthorized},
 		"reports-api":  {OrdersService: ok, ReportsJob: ok, NoAudienceClient: unauthorized},
+		// Answers its JWKS path before any check; other paths need a token.
+		"upstream-jwt-jwks": {OrdersService: ok, ReportsJob: ok, NoAudienceClient: unauthorized},
 	}
 	seen := map[string]bool{}
 	for _, p := range d.plugins() {

@@ -29,7 +29,8 @@ WAIT="${KEYCLOAK_WAIT_SECONDS:-240}"
 JAVA_HOME_KC="${KEYCLOAK_JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}"
 TOFU_VERSION=v1.12.6
 REALM_FILE="$ROOT/examples/keycloak/realm-demo.json"
-PY_REQUIREMENTS="$ROOT/examples/python-client/requirements.txt"
+# The Python examples' pinned dependencies, installed into one venv.
+PY_REQUIREMENTS=("$ROOT/examples/python-client/requirements.txt" "$ROOT/examples/upstream-jwt/requirements.txt")
 
 DIST="$CACHE/keycloak-$VERSION"
 RUN="$CACHE/run"
@@ -88,13 +89,15 @@ check_import() {
 }
 
 python_venv() {
-  [ -f "$PY_REQUIREMENTS" ] || return 0
-  if [ ! -x "$VENV/bin/python" ] || ! cmp -s "$PY_REQUIREMENTS" "$VENV/requirements.txt"; then
-    say "installing the Python client's requirements into $VENV"
+  local want=() f
+  for f in "${PY_REQUIREMENTS[@]}"; do [ -f "$f" ] && want+=(-r "$f"); done
+  [ ${#want[@]} -gt 0 ] || return 0
+  if [ ! -x "$VENV/bin/python" ] || ! cat "${PY_REQUIREMENTS[@]}" 2>/dev/null | cmp -s - "$VENV/requirements.txt"; then
+    say "installing the Python examples' requirements into $VENV"
     rm -rf "$VENV"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$PY_REQUIREMENTS" >&2
-    cp "$PY_REQUIREMENTS" "$VENV/requirements.txt"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "${want[@]}" >&2
+    cat "${PY_REQUIREMENTS[@]}" 2>/dev/null >"$VENV/requirements.txt"
   fi
 }
 

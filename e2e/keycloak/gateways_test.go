@@ -45,6 +45,7 @@ func echoUpstream(t *testing.T) *httptest.Server {
 // counting proxy.
 type sidecarGW struct {
 	url   string
+	admin string // the admin listener's base URL
 	proxy *countingProxy
 	logs  *observer.ObservedLogs
 	http  *http.Client
@@ -85,7 +86,7 @@ func startSidecar(t *testing.T, k *kc, edit func(*sidecar.Config)) *sidecarGW {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	g := &sidecarGW{url: "http://" + srv.Addr(), proxy: proxy, logs: logs, http: &http.Client{Timeout: 10 * time.Second}}
+	g := &sidecarGW{url: "http://" + srv.Addr(), admin: "http://" + srv.AdminAddr(), proxy: proxy, logs: logs, http: &http.Client{Timeout: 10 * time.Second}}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := g.http.Get("http://" + srv.AdminAddr() + "/readyz")
@@ -223,6 +224,7 @@ func startKong(t *testing.T, k *kc, edit func(name string, cfg map[string]any)) 
 	t.Cleanup(func() { _ = g.srv.Close() })
 	for name, cfg := range g.configs {
 		cfg["issuers"] = []map[string]any{{"issuer": k.issuer, "jwks_uri": g.proxy.jwksURL()}}
+		localKeyFiles(t, cfg)
 		if edit != nil {
 			edit(name, cfg)
 		}
