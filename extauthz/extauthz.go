@@ -42,6 +42,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/keycloak-jwt/keycloak-jwt/authz"
+	"github.com/keycloak-jwt/keycloak-jwt/tracing"
 )
 
 // Check is what one Check call did, for the caller's logs and metrics.
@@ -103,7 +104,11 @@ func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Ch
 			"The authorization request does not describe the request", err.Error())
 	} else {
 		c.Method, c.Path = req.Method, req.Path
-		c.Result = g.Judge(ctx, req)
+		if tracing.Enabled() {
+			c.Result = judgeTraced(ctx, g, req, httpReq)
+		} else {
+			c.Result = g.Judge(ctx, req)
+		}
 	}
 	out := s.response(c.Result)
 	c.Status = http.StatusOK

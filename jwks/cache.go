@@ -342,7 +342,9 @@ func (s *Source) fetchAndWait(ctx context.Context, cause fetchCause) error {
 // request context, and publishes the result.
 func (s *Source) fetch(done chan struct{}) {
 	s.fetches.Add(1)
+	span := s.startFetchSpan()
 	set, err := s.fetchSet()
+	endFetchSpan(span, set, err)
 	s.mu.Lock()
 	s.lastErr = err
 	s.inflight = nil

@@ -5,11 +5,13 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/keycloak-jwt/keycloak-jwt/authz"
 	"github.com/keycloak-jwt/keycloak-jwt/policy"
+	"github.com/keycloak-jwt/keycloak-jwt/tracing"
 )
 
 // Modes of a request (the "mode" label).
@@ -65,8 +67,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // auth: the original method, path and query) and records the outcome.
 func (s *Server) judge(r *http.Request, req *authz.Request, ev *event) *authz.Result {
 	ev.method, ev.path = req.Method, req.Path
+	if tracing.Enabled() {
+		return s.judgeTraced(r, req, ev)
+	}
 	res := ev.c.gate.Judge(r.Context(), req)
 	ev.record(res)
+	return res
+}
+
+// judgeTraced is judge inside a span, the child of the request's
+// traceparent; the request's traceparent is then the span's, so that the
+// reverse proxy passes it upstream.
+func (s *Server) judgeTraced(r *http.Request, req *authz.Request, ev *event) *authz.Result {
+	ctx, span := tracing.StartCheck(r.Context(), propagation.HeaderCarrier(r.Header), ev.mode)
+	res := ev.c.gate.Judge(ctx, req)
+	ev.record(res)
+	tracing.EndCheck(span, res)
+	tracing.Inject(ctx, propagation.HeaderCarrier(r.Header))
 	return res
 }
 

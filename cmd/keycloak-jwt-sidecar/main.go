@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keycloak-jwt/keycloak-jwt/sidecar"
+	"github.com/keycloak-jwt/keycloak-jwt/tracing"
 )
 
 // Exit codes.
@@ -91,6 +92,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup si
 		return exitFailed
 	}
 	defer func() { _ = srv.Logger().Sync() }()
+	// OpenTelemetry traces, when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set.
+	traced, stopTracing, err := tracing.Setup(ctx, "keycloak-jwt-sidecar", lookup)
+	if err != nil {
+		fmt.Fprintf(stderr, "tracing: %v\n", err)
+		return exitFailed
+	}
+	if traced {
+		srv.Logger().Info("tracing on: spans exported over OTLP/HTTP (OTEL_* variables)")
+		defer func() {
+			flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = stopTracing(flushCtx)
+		}()
+	}
 	// SIGHUP reloads: without this handler it would end the process.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
