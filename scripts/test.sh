@@ -10,24 +10,33 @@ cd "$(dirname "$0")/.."
 # (golang/go#75804, fixed in Go 1.27); a count never arms that deadline.
 FUZZTIME="${FUZZTIME:-50000x}"
 
+# Progress: each step is announced with the time since the start, and ends
+# with its own duration (the whole run takes minutes: README, "Development").
+step_name="" step_start=$SECONDS
+step() {
+  [ -z "$step_name" ] || echo "   $step_name: $((SECONDS - step_start))s"
+  step_name=$1 step_start=$SECONDS
+  printf '== %s   [%dm%02ds]\n' "$1" $((SECONDS / 60)) $((SECONDS % 60))
+}
+
 # The Go modules: the product, then interop/ (the offline interop checks, a
 # module of its own so that their dependencies stay out of the product's
 # go.mod). Every go step below runs in each.
 modules=(. interop)
 
-echo "== gofmt"
+step "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path '*/node_modules/*'))
 if [ -n "$unformatted" ]; then
   echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
 
-echo "== go vet"
+step "go vet"
 for m in "${modules[@]}"; do go -C "$m" vet ./...; done
 
-echo "== staticcheck (pinned)"
+step "staticcheck (pinned)"
 for m in "${modules[@]}"; do go -C "$m" run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...; done
 
-echo "== real peers from Debian's packages (installed when missing)"
+step "real peers from Debian's packages (installed when missing)"
 # command package: php-cli is the PHP upstream of sidecar/hostile_test.go,
 # chromium the browser of e2e/browser (driven by playwright-core from npm),
 # nginx-light the nginx in front of the sidecar in e2e/nginx (auth_request).
@@ -47,22 +56,25 @@ php -v | head -n 1
 chromium --version
 "$(command -v nginx || echo /usr/sbin/nginx)" -v
 
-echo "== Keycloak (real, for e2e/keycloak: scripts/keycloak.sh; the first run downloads it with Maven)"
+step "Keycloak (real, for e2e/keycloak: scripts/keycloak.sh; the first run downloads it with Maven)"
 trap 'bash scripts/keycloak.sh stop || true' EXIT
 bash scripts/keycloak.sh start
 eval "$(bash scripts/keycloak.sh env)"
 
-echo "== go test -race"
+step "go test -race"
 testlog=$(mktemp)
 trap 'rm -f "$testlog"; bash scripts/keycloak.sh stop || true' EXIT
 for m in "${modules[@]}"; do
-  go -C "$m" test -race -count=1 -timeout 30m ./... 2>&1 | tee -a "$testlog"
+  # -json through scripts/gotest-progress.py: each package is reported as it
+  # finishes, with its time (go test's text output waits for the packages
+  # listed before it); a failing package's output is printed in full.
+  go -C "$m" test -json -race -count=1 -timeout 30m ./... 2>&1 | python3 scripts/gotest-progress.py | tee -a "$testlog"
   test "${PIPESTATUS[0]}" -eq 0 || { echo "go test failed"; exit 1; }
 done
 passed=$(grep -c '^ok' "$testlog" || true)
 bash scripts/keycloak.sh stop
 
-echo "== fuzz (each target ${FUZZTIME})"
+step "fuzz (each target ${FUZZTIME})"
 for file in $(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v node_modules | sort); do
   pkg="./$(dirname "${file#./}")"
   mod=. rel=$pkg # the module of the package, and its path there
@@ -86,12 +98,12 @@ for file in $(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v node_modul
 done
 rm -f /tmp/fuzz.$$
 
-echo "== benchmarks (smoke: 100 iterations each; the full run is bash bench/run.sh)"
+step "benchmarks (smoke: 100 iterations each; the full run is bash bench/run.sh)"
 : > /tmp/bench.$$
 for m in "${modules[@]}"; do
   go -C "$m" test -run '^$' -bench . -benchtime=100x -count=1 ./... >> /tmp/bench.$$ 2>&1 || { cat /tmp/bench.$$; exit 1; }
 done
 grep -E '^(Benchmark|ok|FAIL)' /tmp/bench.$$ || true
 rm -f /tmp/bench.$$
-echo "== all checks passed"
+step "all checks passed"
 echo "packages: ${passed} passed, 0 failed"
