@@ -392,7 +392,8 @@ func TestKubernetesIstio(t *testing.T) {
 func TestKubernetesSidecarChart(t *testing.T) {
 	keyPEM := testECKeyPEM(t)
 	keyFile := filepath.Join(t.TempDir(), "values-key.yaml")
-	keyValues, _ := yaml.Marshal(map[string]any{"upstreamJWT": map[string]any{"enabled": true, "privateKey": keyPEM}})
+	keyValues, _ := yaml.Marshal(map[string]any{"upstreamJWT": map[string]any{"enabled": true, "privateKey": keyPEM},
+		"env": []map[string]string{{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel-collector.monitoring.svc:4318"}}})
 	if err := os.WriteFile(keyFile, keyValues, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -404,7 +405,7 @@ func TestKubernetesSidecarChart(t *testing.T) {
 	}{
 		{"defaults", nil, false, false},
 		{"istio", []string{"-f", "values-istio.yaml"}, true, false},
-		{"upstream JWT", []string{"-f", keyFile}, false, true},
+		{"upstream JWT, tracing", []string{"-f", keyFile}, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := renderChart(t, "kj", "orders", tc.args...)
@@ -488,6 +489,9 @@ func checkSidecarDeployment(t *testing.T, d *appsv1.Deployment, grpc, key bool) 
 		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != want || p.HTTPGet.Port.String() != "admin" {
 			t.Errorf("%s probe %+v, want GET %s on the admin port", name, p, want)
 		}
+	}
+	if traced := slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "OTEL_EXPORTER_OTLP_ENDPOINT" }); traced != key {
+		t.Errorf("env %v: the values' env must reach the container", c.Env)
 	}
 	mounted := false
 	for _, m := range c.VolumeMounts {
