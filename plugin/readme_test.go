@@ -38,7 +38,7 @@ func configPaths(t reflect.Type, prefix string) []string {
 // TestREADMEConfigReference keeps the README's configuration reference in
 // sync with Config, both ways.
 func TestREADMEConfigReference(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+	readme, err := os.ReadFile("../docs/kong.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func setNonZero(v reflect.Value) {
 // TestREADMEKongExample lints the kong.yml example of the README with the
 // plugin's own checks, so the example people copy stays valid.
 func TestREADMEKongExample(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+	readme, err := os.ReadFile("../docs/kong.md")
 	if err != nil {
 		t.Fatal(err)
 	}
