@@ -51,7 +51,7 @@ type kicPlugin struct {
 	Config            json.RawMessage `json:"config,omitempty"`
 	ConfigFrom        *struct {
 		SecretValue struct {
-			Secret    string `json:"secret"`
+			Name      string `json:"name"`
 			Key       string `json:"key"`
 			Namespace string `json:"namespace,omitempty"` // KongClusterPlugin only
 		} `json:"secretKeyRef"`
