@@ -69,6 +69,42 @@ type dpopPolicy struct {
 	replay  ReplayStore
 	baseURL *url.URL
 	now     func() time.Time
+	keys    proofKeys
+}
+
+// proofKeys remembers parsed proof keys by their JWK text: a client signs
+// many proofs with one key, and parsing a JWK costs more than verifying.
+// Bounded: emptied when full.
+type proofKeys struct {
+	mu sync.Mutex
+	m  map[string]proofKey
+}
+
+type proofKey struct {
+	key        *jwks.Key
+	thumbprint string
+}
+
+const maxProofKeys = 4096
+
+func (c *proofKeys) parse(raw []byte) (*jwks.Key, string, error) {
+	c.mu.Lock()
+	if k, ok := c.m[string(raw)]; ok {
+		c.mu.Unlock()
+		return k.key, k.thumbprint, nil
+	}
+	c.mu.Unlock()
+	key, tp, err := jwks.ParseJWK(raw)
+	if err != nil {
+		return nil, "", err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxProofKeys {
+		c.m = make(map[string]proofKey)
+	}
+	c.m[string(raw)] = proofKey{key, tp}
+	c.mu.Unlock()
+	return key, tp, nil
 }
 
 func compileDPoP(c DPoPConfig, publicURL *url.URL, now func() time.Time, store ReplayStore) (*dpopPolicy, error) {
@@ -160,7 +196,7 @@ func (p *dpopPolicy) check(proof, method, path, token, jkt string) error {
 	if !ok {
 		return errors.New("the proof's header has no jwk")
 	}
-	key, thumbprint, err := jwks.ParseJWK(rawJWK)
+	key, thumbprint, err := p.keys.parse(rawJWK)
 	if err != nil {
 		return fmt.Errorf("the proof's jwk: %w", err)
 	}
