@@ -143,6 +143,15 @@ func LintFiles(files []File, opts LintOptions) (int, []Finding, error) {
 				findings = append(findings, at(err, warn))
 			}
 		}
+		// Kong answers 500 to every unauthenticated request when the
+		// anonymous consumer does not exist. Where the file defines no
+		// consumers at all they may live elsewhere (a DB-backed Kong): a
+		// warning then.
+		if anon := strings.TrimSpace(cfg.Anonymous); anon != "" && !st.consumers[anon] {
+			findings = append(findings, at(&policy.ConfigError{Field: "anonymous",
+				Msg: fmt.Sprintf("consumer %q (id or username) is not defined in consumers: every unauthenticated request would get 500", anon)},
+				!st.hasConsumers))
+		}
 	}
 	return len(entries), findings, nil
 }
@@ -302,6 +311,10 @@ type deckState struct {
 	pluginConfigs map[string]pluginConfigSource
 	names         map[string]string // service or route id -> name
 	all           []*parsedDoc
+	// consumers are the ids and usernames of the consumers the state
+	// defines; hasConsumers whether it has a consumers section at all.
+	consumers    map[string]bool
+	hasConsumers bool
 }
 
 type pluginConfigSource struct {
@@ -327,6 +340,21 @@ func (st *deckState) add(d *parsedDoc) []Finding {
 		st.pluginConfigs[name] = pluginConfigSource{doc: d, config: cfg}
 	}
 	st.all = append(st.all, d)
+	if list, ok := d.root["consumers"].([]any); ok {
+		st.hasConsumers = true
+		if st.consumers == nil {
+			st.consumers = map[string]bool{}
+		}
+		for _, item := range list {
+			if m, ok := item.(map[string]any); ok {
+				for _, k := range []string{"id", "username"} {
+					if v, ok := m[k].(string); ok && v != "" {
+						st.consumers[v] = true
+					}
+				}
+			}
+		}
+	}
 	walk(d.root, func(_ string, m map[string]any) {
 		if id, ok := m["id"].(string); ok {
 			if name, ok := m["name"].(string); ok {

@@ -3,6 +3,7 @@ package plugin
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -118,5 +119,41 @@ func TestLintReportsEveryProblem(t *testing.T) {
 	}
 	if strings.Join(fields, ",") != "jwks.min_ttl_seconds,audiences,scopes_match" {
 		t.Fatalf("findings %v", findings)
+	}
+}
+
+// TestLintIssuerSlashAndAnonymous: a Keycloak issuer with a trailing slash
+// never matches a token; an anonymous consumer the file does not define
+// makes Kong answer 500 (a warning when the file defines no consumers).
+func TestLintIssuerSlashAndAnonymous(t *testing.T) {
+	base := "plugins:\n- name: keycloak-jwt\n  config:\n    issuers: [{issuer: '%s'}]\n    audiences: [a]\n    anonymous: %s\n%s"
+	for _, tc := range []struct {
+		name, issuer, anonymous, consumers string
+		field                              string
+		warning                            bool
+	}{
+		{"trailing slash", "https://sso.example.com/realms/a/", "", "", "issuers[0].issuer", false},
+		{"undefined anonymous", "https://sso.example.com/realms/a", "guest", "consumers: [{username: someone}]\n", "anonymous", false},
+		{"anonymous, no consumers in the file", "https://sso.example.com/realms/a", "guest", "", "anonymous", true},
+		{"anonymous defined", "https://sso.example.com/realms/a", "guest", "consumers: [{username: guest}]\n", "", false},
+	} {
+		anon := tc.anonymous
+		if anon == "" {
+			anon = "''"
+		}
+		_, findings, err := Lint([]byte(fmt.Sprintf(base, tc.issuer, anon, tc.consumers)), LintOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.field == "" {
+			if len(findings) != 0 {
+				t.Errorf("%s: %v", tc.name, findings)
+			}
+			continue
+		}
+		var ce *policy.ConfigError
+		if len(findings) != 1 || !errors.As(findings[0].Err, &ce) || ce.Field != tc.field || findings[0].Warning != tc.warning {
+			t.Errorf("%s: %v", tc.name, findings)
+		}
 	}
 }

@@ -364,6 +364,11 @@ func (c Config) compileRules() (*rules, error) {
 			add(cfgErr(field+".issuer", "is required (the exact iss claim of the realm's tokens)"))
 			continue
 		}
+		if strings.Contains(iss, "/realms/") && strings.HasSuffix(iss, "/") {
+			add(cfgErr(field+".issuer", "%q ends with '/': a Keycloak realm's iss never does, so no token would match; write %q",
+				iss, strings.TrimRight(iss, "/")))
+			continue
+		}
 		if seen[iss] {
 			add(cfgErr(field+".issuer", "%q is listed twice", iss))
 			continue
