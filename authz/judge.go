@@ -386,6 +386,11 @@ func (g *Gate) Render(d *policy.Decision) Response {
 			h = append(h, [2]string{"WWW-Authenticate", g.dpopChallenge(d) + meta})
 		}
 	}
+	if d.Status == http.StatusServiceUnavailable {
+		// The gateway could not check (introspection down): the client may
+		// retry the same token shortly (RFC 9110 §10.2.3).
+		h = append(h, [2]string{"Retry-After", "5"})
+	}
 	h = append(h, [2]string{"Content-Type", "application/json; charset=utf-8"}, [2]string{"Cache-Control", "no-store"})
 	return Response{Status: d.Status, Header: h, Body: d.Body()}
 }

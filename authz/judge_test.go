@@ -400,3 +400,22 @@ func TestCannotStripKeepsAdapterHeaders(t *testing.T) {
 		t.Fatalf("forged identity header: %+v", res.Decision)
 	}
 }
+
+// TestRenderServiceUnavailable: a 503 (the gateway could not check, e.g.
+// introspection down) says when to retry, and carries no challenge.
+func TestRenderServiceUnavailable(t *testing.T) {
+	d := policy.Decision{Status: http.StatusServiceUnavailable, Reason: policy.ReasonIntrospection, Message: "The token could not be checked"}
+	r := (*Gate)(nil).Render(&d)
+	var retry, www string
+	for _, kv := range r.Header {
+		switch kv[0] {
+		case "Retry-After":
+			retry = kv[1]
+		case "WWW-Authenticate":
+			www = kv[1]
+		}
+	}
+	if r.Status != 503 || retry != "5" || www != "" {
+		t.Fatalf("%+v", r)
+	}
+}
