@@ -98,7 +98,12 @@ func LintFiles(files []File, opts LintOptions) (int, []Finding, error) {
 	var findings []Finding
 	st := &deckState{pluginConfigs: map[string]pluginConfigSource{}, names: map[string]string{}}
 	var docs []*parsedDoc
+	var manifestEntries []pluginEntry
 	for _, f := range files {
+		if es, ok := kicEntries(f); ok {
+			manifestEntries = append(manifestEntries, es...)
+			continue
+		}
 		data, fs := renderEnv(f, opts.LookupEnv)
 		findings = append(findings, fs...)
 		d, err := parseDoc(f.Name, data)
@@ -112,7 +117,7 @@ func LintFiles(files []File, opts LintOptions) (int, []Finding, error) {
 		findings = append(findings, st.add(d)...)
 		docs = append(docs, d)
 	}
-	var entries []pluginEntry
+	entries := manifestEntries
 	for _, d := range docs {
 		entries = append(entries, st.collect(d)...)
 	}

@@ -9,6 +9,9 @@
 // _config may name a _plugin_configs entry of another file; a directory
 // stands for its .yaml, .yml and .json files); decK's
 // ${{ env "DECK_..." }} references are rendered from the environment.
+// A file of Kubernetes manifests is read as the Kong Ingress Controller
+// reads it: the config of each keycloak-jwt KongPlugin and
+// KongClusterPlugin is checked, other objects are skipped.
 // Each problem is printed as file:line: where: error: what.
 //
 // Exit status: 0 all valid, 1 a plugin entry is invalid, 2 a file could not
