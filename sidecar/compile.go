@@ -136,8 +136,8 @@ func (o *compiled) compileForwardAuth(f ForwardAuthConfig) error {
 		o.fwdEnabled = *f.Enabled
 	}
 	var errs []error
-	if !o.fwdEnabled && !o.upstreamSet {
-		errs = append(errs, cfgErr("forward_auth.enabled", "is false and upstream.url is empty: the sidecar would have nothing to serve"))
+	if !o.fwdEnabled && !o.upstreamSet && o.grpc == nil {
+		errs = append(errs, cfgErr("forward_auth.enabled", "is false and neither upstream.url nor grpc.listen is set: the sidecar would have nothing to serve"))
 	}
 	o.fwdPath = orDefault(f.Path, DefaultForwardAuthPath)
 	if err := authz.CheckPrefix(o.fwdPath); err != nil {

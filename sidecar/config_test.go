@@ -220,3 +220,27 @@ func TestLoadConfigFile(t *testing.T) {
 		t.Errorf("oversized file: %v", err)
 	}
 }
+
+// TestGRPCOnlyConfig: a sidecar that serves only Envoy's gRPC check (forward
+// auth off, no upstream) is a valid configuration.
+func TestGRPCOnlyConfig(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`
+listen: 127.0.0.1:0
+admin_listen: 127.0.0.1:0
+forward_auth: {enabled: false}
+grpc: {listen: "127.0.0.1:0"}
+policy:
+  issuers: [{issuer: "https://sso.example.com/realms/a"}]
+  audiences: [a]
+`), mapEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(cfg); err != nil {
+		t.Fatalf("gRPC only: %v", err)
+	}
+	cfg.GRPC.Listen = ""
+	if err := Check(cfg); err == nil || !strings.Contains(err.Error(), "nothing to serve") {
+		t.Fatalf("nothing at all: %v", err)
+	}
+}
