@@ -48,6 +48,10 @@ type Request struct {
 	// HeadersTruncated: the adapter could not read every header line (Kong's
 	// get_headers limit); a header past the cut could not be checked.
 	HeadersTruncated bool
+	// KeepAdapterHeaders: the adapter sets none of its own headers
+	// (Options.Owned) upstream — Envoy sets its own x-request-id — so their
+	// exact spellings are left alone; their look-alikes are still removed.
+	KeepAdapterHeaders bool
 	// ClientCertPEM is the client's TLS certificate (PEM, or URL-encoded PEM),
 	// when the adapter terminated TLS itself; "" otherwise (certificate_header
 	// is then read).
@@ -203,6 +207,9 @@ func (g *Gate) Judge(ctx context.Context, req *Request) *Result {
 	res.Route = rt.name
 	s := g.scanHeaders(req.Header, &res.scan)
 	res.Plan.Delete = s.del
+	if req.KeepAdapterHeaders {
+		res.Plan.Delete = without(s.del, s.adapterDel)
+	}
 	if s.ambiguous != "" {
 		return g.refuse(res, http.StatusBadRequest, policy.ErrInvalidRequest, ReasonAmbiguous, "The request carries an ambiguous credential",
 			fmt.Sprintf("header %q is read by some upstreams as the token header", s.ambiguous))
@@ -307,8 +314,7 @@ func (g *Gate) checkMethodOverride(res *Result, req *Request, s *scan, q url.Val
 		return nil
 	}
 	if g.override == MethodOverrideStrip && !req.CannotStrip {
-		s.del = append(s.del, s.override)
-		res.Plan.Delete = s.del
+		res.Plan.Delete = append(res.Plan.Delete, s.override)
 		return nil
 	}
 	return g.refuse(res, http.StatusBadRequest, "", ReasonMethodOverride, "Method overrides are not accepted here",

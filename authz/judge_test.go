@@ -419,3 +419,18 @@ func TestRenderServiceUnavailable(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+// TestKeepAdapterHeaders: an adapter whose proxy sets its own copy of an
+// adapter header (Envoy's x-request-id) keeps the exact spelling; the
+// look-alikes and the layer's own headers still go.
+func TestKeepAdapterHeaders(t *testing.T) {
+	e := newEnv(t)
+	g := e.gate(t, nil, Options{Owned: []string{"X-Request-Id"}})
+	r := req("GET", "/public", map[string][]string{"X-Request-Id": {"r"}, "X_request_id": {"f"}, "X-Client-Id": {"f"}})
+	r.KeepAdapterHeaders = true
+	got := slices.Clone(g.Judge(context.Background(), r).Plan.Delete)
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"X-Client-Id", "X_request_id"}) {
+		t.Fatalf("delete %v", got)
+	}
+}

@@ -63,11 +63,6 @@ type Check struct {
 
 // Options are the adapter's hooks.
 type Options struct {
-	// Keep are headers that Envoy sets itself and that the gate was told
-	// are the adapter's own (authz.Options.Owned: the sidecar's
-	// X-Request-Id): their exact spelling is not removed, their look-alikes
-	// are (as authz.Gate.Strip treats an adapter's headers).
-	Keep []string
 	// Observe, when set, is called once per Check after the answer is built.
 	Observe func(context.Context, *Check)
 }
@@ -76,14 +71,13 @@ type Options struct {
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
 	gate    func() *authz.Gate
-	keep    []string
 	observe func(context.Context, *Check)
 }
 
 // New returns a Server that asks gate() for the gate of every request (so
 // a caller can swap the gate, e.g. on a configuration reload).
 func New(gate func() *authz.Gate, o Options) *Server {
-	return &Server{gate: gate, keep: o.Keep, observe: o.Observe}
+	return &Server{gate: gate, observe: o.Observe}
 }
 
 // Register registers the Authorization service on g.
@@ -162,7 +156,9 @@ func translate(h *authv3.AttributeContext_HttpRequest) (*authz.Request, error) {
 	if err != nil {
 		return nil, errors.New("the path has an invalid percent-encoding")
 	}
-	return &authz.Request{Method: method, Path: path, RawQuery: query, Header: header}, nil
+	// Envoy sets its own request id upstream: the sidecar's request-id
+	// header is not the adapter's to set here (KeepAdapterHeaders).
+	return &authz.Request{Method: method, Path: path, RawQuery: query, Header: header, KeepAdapterHeaders: true}, nil
 }
 
 // headers are the request's header lines by name as Envoy sent them
@@ -215,7 +211,7 @@ func agree(attr, a, pseudoName, p string) (string, error) {
 // response renders the request layer's result as Envoy's answer.
 func (s *Server) response(res *authz.Result) *authv3.CheckResponse {
 	if res.Allow {
-		ok := &authv3.OkHttpResponse{HeadersToRemove: s.without(res.Plan.Delete)}
+		ok := &authv3.OkHttpResponse{HeadersToRemove: res.Plan.Delete}
 		for _, kv := range res.Plan.Set {
 			ok.Headers = append(ok.Headers, overwrite(kv[0], kv[1]))
 		}
@@ -236,24 +232,6 @@ func (s *Server) response(res *authz.Result) *authv3.CheckResponse {
 		Status:       &status.Status{Code: int32(grpcCode(r.Status)), Message: res.Decision.Reason},
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: denied},
 	}
-}
-
-// without is del less the exact spellings of s.keep.
-func (s *Server) without(del []string) []string {
-	if len(s.keep) == 0 {
-		return del
-	}
-	out := make([]string, 0, len(del))
-next:
-	for _, k := range del {
-		for _, keep := range s.keep {
-			if strings.EqualFold(k, keep) {
-				continue next
-			}
-		}
-		out = append(out, k)
-	}
-	return out
 }
 
 // overwrite is a header that replaces every value of its name. The

@@ -60,7 +60,7 @@ func newFixture(t *testing.T, edit func(*authz.Spec)) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{idp: idp}
-	srv := New(func() *authz.Gate { return gate }, Options{Keep: []string{"X-Request-Id"}, Observe: func(_ context.Context, c *Check) {
+	srv := New(func() *authz.Gate { return gate }, Options{Observe: func(_ context.Context, c *Check) {
 		f.mu.Lock()
 		f.checks = append(f.checks, c)
 		f.mu.Unlock()
@@ -316,7 +316,7 @@ func TestCheckRemovesForgedHeaders(t *testing.T) {
 	}
 	slices.Sort(a.remove)
 	// x-client-id and x-client-roles are overwritten; Envoy's own
-	// x-request-id stays (Options.Keep), its look-alike goes.
+	// x-request-id stays (authz.Request.KeepAdapterHeaders), its look-alike goes.
 	want := []string{"x.client.id", "x_client_id", "x_forwarded_for", "x_request_id"}
 	if !slices.Equal(a.remove, want) {
 		t.Fatalf("headers_to_remove %q, want %q", a.remove, want)

@@ -32,7 +32,7 @@ func FuzzCheck(f *testing.F) {
 		f.Fatal(err)
 	}
 	var last *Check // the fuzz function runs one input at a time per process
-	s := New(func() *authz.Gate { return gate }, Options{Keep: []string{"X-Request-Id"},
+	s := New(func() *authz.Gate { return gate }, Options{
 		Observe: func(_ context.Context, c *Check) { last = c }})
 	f.Fuzz(func(t *testing.T, method, path, k1, v1, k2, v2 string, raw bool) {
 		hr := &authv3.AttributeContext_HttpRequest{Method: method, Path: path}

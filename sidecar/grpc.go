@@ -169,7 +169,7 @@ func (s *Server) serveGRPC(errc chan<- error) (stop func(ctx context.Context) er
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.c.grpc.tls)))
 	}
 	g := grpc.NewServer(opts...)
-	extauthz.New(s.Gate, extauthz.Options{Keep: []string{RequestIDHeader}, Observe: s.observeCheck}).Register(g)
+	extauthz.New(s.Gate, extauthz.Options{Observe: s.observeCheck}).Register(g)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(g, hs)
 	setHealth := func(ready bool) {
