@@ -209,7 +209,7 @@ func (p *Policy) check(ctx context.Context, token string) Decision {
 		return invalidToken(ReasonAlgorithm, "The access token is not acceptable",
 			fmt.Sprintf("alg %q does not fit key %q (alg %q, %T)", h.Alg, key.ID, key.Alg, key.Public))
 	}
-	if err := verifySignature(h.Alg, key, pt.signingInput, pt.sig); err != nil {
+	if err := jwks.Verify(h.Alg, key, pt.signingInput, pt.sig); err != nil {
 		return invalidToken(ReasonSignature, "The access token signature is invalid",
 			fmt.Sprintf("signature check with kid %q failed: %v", key.ID, err))
 	}

@@ -11,8 +11,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
-
-	"github.com/keycloak-jwt/keycloak-jwt/jwks"
 )
 
 // header is the protected JOSE header of a compact JWS.
@@ -455,11 +453,6 @@ func clientRoles(v *fastjson.Value) (map[string][]string, error) {
 		out[string(key)] = roles
 	})
 	return out, err
-}
-
-// verifySignature is jwks.Verify, the project's one JWS verifier.
-func verifySignature(alg string, key *jwks.Key, signingInput string, sig []byte) error {
-	return jwks.Verify(alg, key, signingInput, sig)
 }
 
 // Confirmation is a token's "cnf" claim: what its sender must prove.
