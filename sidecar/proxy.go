@@ -41,22 +41,27 @@ func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 var copyBuffers = &bufferPool{}
 
+// upstreamIdleTimeout closes kept-alive upstream connections idle this long.
+const upstreamIdleTimeout = 90 * time.Second
+
 // newReverseProxy builds the reverse proxy to the upstream URL.
 func (s *Server) newReverseProxy() *httputil.ReverseProxy {
-	s.transport = &http.Transport{
-		Proxy: nil, // the upstream is addressed directly, never through HTTP_PROXY
-		DialContext: (&net.Dialer{
-			Timeout:   s.c.connectTimeout,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
+	dial := (&net.Dialer{
+		Timeout:   s.c.connectTimeout,
+		KeepAlive: 30 * time.Second,
+	}).DialContext
+	std := &http.Transport{
+		Proxy:                 nil, // the upstream is addressed directly, never through HTTP_PROXY
+		DialContext:           dial,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          s.c.maxIdlePerHost * 2,
 		MaxIdleConnsPerHost:   s.c.maxIdlePerHost,
-		IdleConnTimeout:       90 * time.Second,
+		IdleConnTimeout:       upstreamIdleTimeout,
 		TLSHandshakeTimeout:   s.c.connectTimeout,
 		ResponseHeaderTimeout: s.c.upstreamTimeout,
 		ExpectContinueTimeout: time.Second,
 	}
+	s.transport = newUpstreamTransport(std, dial, s.c.upstreamTimeout, s.c.maxIdlePerHost, upstreamIdleTimeout)
 	return &httputil.ReverseProxy{
 		Rewrite:      s.rewrite,
 		Transport:    s.transport,

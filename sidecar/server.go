@@ -51,7 +51,7 @@ type Server struct {
 	now       func() time.Time
 	keys      *jwks.Cache
 	proxy     *httputil.ReverseProxy // nil without upstream.url
-	transport *http.Transport
+	transport *upstreamTransport
 	metrics   *metrics
 	limits    *limitMetrics
 	admin     http.Handler
