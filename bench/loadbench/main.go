@@ -42,6 +42,7 @@ func run(args []string) error {
 	tokens := fs.Int("tokens", 1_000_000, "distinct tokens for the memory run (0 skips it)")
 	cacheSize := fs.Int("cache", 10000, "token_cache_size of the memory run's sidecar")
 	rounds := fs.Int("rounds", 5, "open-loop latency rounds (each: warm sidecar and plain proxy)")
+	clientKind := fs.String("client", "conn", "how the load generator sends: "+loadgen.ClientKinds)
 	_ = fs.Parse(args)
 	if *sidecarBin == "" {
 		return fmt.Errorf("-sidecar is required")
@@ -88,7 +89,10 @@ func run(args []string) error {
 		{"sidecar, token cache off", "http://" + cold.Addr + "/orders", cold},
 	}
 	ctx := context.Background()
-	client := loadgen.NewClient(*conc)
+	client, err := loadgen.ClientFor(*clientKind, *conc)
+	if err != nil {
+		return err
+	}
 	fmt.Printf("## Load (closed loop, %d workers, %s per target, loopback, %s)\n\n", *conc, *duration, time.Now().UTC().Format(time.RFC3339))
 	fmt.Println("| target | req/s | p50 | p99 | × plain proxy throughput | proxy CPU per request |")
 	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: |")

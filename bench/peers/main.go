@@ -63,6 +63,7 @@ func run(args []string) error {
 	duration := fs.Duration("duration", 5*time.Second, "length of each measured run")
 	rounds := fs.Int("rounds", 3, "interleaved rounds")
 	nTokens := fs.Int("tokens", 10000, "distinct tokens of the cold scenario")
+	clientKind := fs.String("client", "conn", "how the load generator sends: "+loadgen.ClientKinds)
 	_ = fs.Parse(args)
 	if *sidecarBin == "" || *o2pBin == "" {
 		return fmt.Errorf("-sidecar and -oauth2-proxy are required")
@@ -131,6 +132,7 @@ func run(args []string) error {
 	}
 	fmt.Printf("# Peers: the sidecar, oauth2-proxy and a plain reverse proxy (%s)\n\n", time.Now().UTC().Format(time.RFC3339))
 	fmt.Printf("- %d rounds, %s per run, loopback, %d cores; versions: %s\n", *rounds, *duration, runtime.NumCPU(), version(*o2pVersion))
+	fmt.Printf("- load generator: bench/loadgen, client %q\n", *clientKind)
 	fmt.Println("- correctness, checked before the load in this run: the sidecar (cache on and off) and oauth2-proxy answered 200")
 	fmt.Println("  to a valid token, and refused a token with a tampered signature and a token for another audience")
 	fmt.Println()
@@ -147,7 +149,9 @@ func run(args []string) error {
 	}
 	clientsByConc := map[int]*http.Client{}
 	for _, c := range concs {
-		clientsByConc[c] = loadgen.NewClient(c)
+		if clientsByConc[c], err = loadgen.ClientFor(*clientKind, c); err != nil {
+			return err
+		}
 	}
 	for round := range *rounds {
 		for si, sc := range scenarios {
