@@ -12,6 +12,8 @@ import (
 	"net/textproto"
 	"sync"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // upstreamTransport is the reverse proxy's round trip. Most calls a
@@ -80,7 +82,19 @@ func direct(req *http.Request) bool {
 			return false
 		}
 	}
-	return len(req.Trailer) == 0
+	// A header http.Transport would refuse goes there, to be refused the
+	// same way (Request.Write would turn a CR or LF into a space instead).
+	for k, vv := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return false
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return false
+			}
+		}
+	}
+	return len(req.Trailer) == 0 && httpguts.ValidHostHeader(req.Host)
 }
 
 // RoundTrip implements http.RoundTripper.

@@ -156,6 +156,11 @@ func TestDirectRequests(t *testing.T) {
 		{"Te", get(func(r *http.Request) { r.Header.Set("Te", "trailers") }), false},
 		{"close", get(func(r *http.Request) { r.Close = true }), false},
 		{"trailer", get(func(r *http.Request) { r.Trailer = http.Header{"X": nil} }), false},
+		{"CR LF in a value", get(func(r *http.Request) { r.Header["X-A"] = []string{"a\r\nX-Injected: 1"} }), false},
+		{"NUL in a value", get(func(r *http.Request) { r.Header["X-A"] = []string{"a\x00"} }), false},
+		{"space in a name", get(func(r *http.Request) { r.Header["X A"] = []string{"a"} }), false},
+		{"bad Host", get(func(r *http.Request) { r.Host = "a b" }), false},
+		{"ordinary headers", get(func(r *http.Request) { r.Header.Set("X-A", "b\tc"); r.Host = "api.example:8080" }), true},
 	} {
 		if got := direct(tc.req); got != tc.want {
 			t.Errorf("%s: direct = %v, want %v", tc.name, got, tc.want)

@@ -280,8 +280,9 @@ func (e *connExchanger) do(ctx context.Context, h http.Header) (int, error) {
 }
 
 func (e *connExchanger) exchange(ctx context.Context, h http.Header) (status int, keep bool, err error) {
-	_ = e.conn.SetDeadline(time.Now().Add(exchangeTimeout))
-	stop := context.AfterFunc(ctx, func() { _ = e.conn.SetDeadline(time.Unix(1, 0)) })
+	c := e.conn // the run's end may come after this exchange closed it
+	_ = c.SetDeadline(time.Now().Add(exchangeTimeout))
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	_, _ = e.bw.WriteString(e.requestLine)
 	if err := h.Write(e.bw); err != nil {
