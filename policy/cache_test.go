@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -191,4 +192,48 @@ func TestSharedTokenCaches(t *testing.T) {
 	if d := check(otherSource, tok); !d.Allow || d.CachedResult {
 		t.Fatalf("a policy with another key source must verify for itself: %+v", d)
 	}
+}
+
+// TestTokenCacheSameSignatureOtherToken: the cache finds entries by the
+// token's last bytes (its signature); a token that carries a cached token's
+// signature under another header or payload must be a miss, verified, and
+// refused, and must not disturb the cached entry.
+func TestTokenCacheSameSignatureOtherToken(t *testing.T) {
+	e := newEnv(t, "RS256")
+	p := e.compile(t, func(c *Config) { c.ScopesRequired = []string{"orders:read"} })
+	tok := e.token(t, "orders-service", testidp.WithTTL(time.Hour))
+	other := e.token(t, "reports-job", testidp.WithTTL(time.Hour))
+	if d := check(p, tok); !d.Allow {
+		t.Fatal(d.Detail)
+	}
+	parts := strings.Split(tok, ".")
+	otherParts := strings.Split(other, ".")
+	for name, forged := range map[string]string{
+		"another payload":     parts[0] + "." + otherParts[1] + "." + parts[2],
+		"another header":      strings.TrimRight(parts[0], "=") + "." + parts[1] + "." + parts[2] + "",
+		"one payload byte":    parts[0] + "." + flipFirst(parts[1]) + "." + parts[2],
+		"a longer token":      parts[0] + "." + parts[1] + "x." + parts[2],
+		"only the signature":  parts[2],
+		"signature's end":     tok[len(tok)-keyBytes:],
+		"a prefix then token": "x" + tok,
+	} {
+		if forged == tok {
+			continue
+		}
+		d := check(p, forged)
+		if d.Allow || d.CachedResult {
+			t.Errorf("%s: %+v", name, d)
+		}
+	}
+	if d := check(p, tok); !d.Allow || !d.CachedResult {
+		t.Fatalf("the real token after the forgeries: %+v", d)
+	}
+}
+
+func flipFirst(s string) string {
+	c := byte('A')
+	if s[0] == 'A' {
+		c = 'B'
+	}
+	return string(c) + s[1:]
 }
