@@ -113,15 +113,27 @@ func (c *tokenCache) get(token string, now int64) *cacheEntry {
 // claims every token of one client repeats are shared (see shapes).
 func (c *tokenCache) put(token string, e *cacheEntry) {
 	cl := e.claims
+	cnf := &cl.Confirmation
 	var b strings.Builder
-	b.Grow(len(token) + len(cl.ID))
-	b.WriteString(token)
-	b.WriteString(cl.ID)
+	b.Grow(len(token) + len(cl.ID) + len(cnf.JKT) + len(cnf.X5TS256) + len(cnf.Other))
+	for _, s := range [...]string{token, cl.ID, cnf.JKT, cnf.X5TS256, cnf.Other} {
+		b.WriteString(s)
+	}
 	own := b.String()
 	if first, last := strings.IndexByte(own, '.'), strings.LastIndexByte(own, '.'); first > 0 && last > first {
 		cl.enc, cl.raw = own[first+1:last], nil
 	}
-	e.token, cl.ID = own[:len(token)], own[len(token):]
+	// The token's own strings move onto its copy; the claims' arena (see
+	// decodeClaims) is then held only through what shapes shares.
+	rest := own
+	take := func(n int) string {
+		s := rest[:n]
+		rest = rest[n:]
+		return s
+	}
+	e.token = take(len(token))
+	cl.ID = take(len(cl.ID))
+	cnf.JKT, cnf.X5TS256, cnf.Other = take(len(cnf.JKT)), take(len(cnf.X5TS256)), take(len(cnf.Other))
 	c.shapes.share(cl)
 	h := c.key(token)
 	s := &c.shards[h%cacheShards]
