@@ -103,7 +103,6 @@ func split(token string, hc *headerCache) (parsed, error) {
 // them (the base64 decoder).
 func readOnlyBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
-
 // decodeHeader decodes the protected header with the claims' parser and
 // rules, and stricter ones: the text must be RFC 8259 JSON in UTF-8; member
 // names match exactly (case-sensitive, RFC 7515 §4); a name differing only
