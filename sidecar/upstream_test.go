@@ -583,3 +583,67 @@ func TestUpstreamConcurrentAnswersMatch(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestSidecarUpstreamConnections: through the whole sidecar, bodiless GETs
+// and HEADs share one kept-alive upstream connection and arrive with the
+// identity headers and without the client's copies; a POST with a body
+// arrives whole; a spoofed identity header never reaches the upstream on
+// either path.
+func TestSidecarUpstreamConnections(t *testing.T) {
+	var mu sync.Mutex
+	peers := map[string]int{}
+	h := start(t, harnessOpt{upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		peers[r.RemoteAddr]++
+		mu.Unlock()
+		spoof := ""
+		for k, vv := range r.Header {
+			for _, v := range vv {
+				if v == "spoofed" {
+					spoof += k
+				}
+			}
+		}
+		fmt.Fprintf(w, "%s %s client=%q spoof=%q body=%q", r.Method, r.URL.RequestURI(), r.Header.Get("X-Client-Id"), spoof, b)
+	})})
+	tok := token(t, sharedIdP(t), "orders-service")
+	send := func(method, path, body string) (int, string) {
+		t.Helper()
+		var rd io.Reader
+		if body != "" {
+			rd = strings.NewReader(body)
+		}
+		req, _ := http.NewRequest(method, h.url+path, rd)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("X-Client-Id", "spoofed")
+		req.Header.Set("X_Client_Id", "spoofed")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for i := range 30 {
+		p := fmt.Sprintf("/orders/%d?page=%d", i, i)
+		status, body := send("GET", p, "")
+		if want := "GET " + p + ` client="orders-service" spoof="" body=""`; status != 200 || body != want {
+			t.Fatalf("GET %s: %d %s", p, status, body)
+		}
+	}
+	if status, _ := send("HEAD", "/orders/1", ""); status != 200 {
+		t.Fatalf("HEAD: %d", status)
+	}
+	mu.Lock()
+	gets := len(peers)
+	mu.Unlock()
+	if gets != 1 {
+		t.Errorf("31 bodiless requests came over %d upstream connections, want 1: %v", gets, peers)
+	}
+	status, body := send("POST", "/orders", `{"id":7}`)
+	if status != 200 || body != `POST /orders client="orders-service" spoof="" body="{\"id\":7}"` {
+		t.Fatalf("POST with a body: %d %s", status, body)
+	}
+}
