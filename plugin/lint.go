@@ -282,7 +282,10 @@ func checkHeader(d *parsedDoc) []Finding {
 		out = append(out, Finding{Where: key, File: d.name, Line: d.line(key), Err: err})
 	}
 	if v, ok := d.root["_format_version"]; ok {
-		if s, _ := v.(string); !formatVersions[s] {
+		switch s, _ := v.(string); {
+		case v == nil:
+			bad("_format_version", errors.New(`is empty: use "3.0"`))
+		case !formatVersions[s]:
 			bad("_format_version", fmt.Errorf("%v is not a format Kong 3 reads: use \"3.0\"", v))
 		}
 	}
