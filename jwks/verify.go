@@ -10,7 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"unsafe"
+
+	"github.com/keycloak-jwt/keycloak-jwt/internal/strbytes"
 )
 
 // Verify checks sig over the signing input with key and alg (one verifier
@@ -52,7 +53,7 @@ func Verify(alg string, key *Key, signingInput string, sig []byte) error {
 		if a.Family != FamilyEdDSA {
 			return fmt.Errorf("algorithm %s does not fit an Ed25519 key", alg)
 		}
-		if len(sig) != ed25519.SignatureSize || !ed25519.Verify(pub, readOnlyBytes(signingInput), sig) {
+		if len(sig) != ed25519.SignatureSize || !ed25519.Verify(pub, strbytes.ReadOnly(signingInput), sig) {
 			return errors.New("Ed25519 verification failed")
 		}
 		return nil
@@ -63,7 +64,7 @@ func Verify(alg string, key *Key, signingInput string, sig []byte) error {
 // digestFor hashes the signing input into buf, without allocating a
 // hasher or a copy of the input.
 func digestFor(h crypto.Hash, input string, buf *[sha512.Size]byte) []byte {
-	in := readOnlyBytes(input)
+	in := strbytes.ReadOnly(input)
 	switch h {
 	case crypto.SHA256:
 		d := sha256.Sum256(in)
@@ -77,8 +78,3 @@ func digestFor(h crypto.Hash, input string, buf *[sha512.Size]byte) []byte {
 	}
 	return nil
 }
-
-// readOnlyBytes is s's bytes without a copy, for functions that only read
-// their input (the hashes, ed25519.Verify). Converting a 1 KB signing input
-// with []byte(s) allocated and copied it on every cold check.
-func readOnlyBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

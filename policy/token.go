@@ -12,6 +12,8 @@ import (
 	"unsafe"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/keycloak-jwt/keycloak-jwt/internal/strbytes"
 )
 
 // header is the protected JOSE header of a compact JWS.
@@ -87,21 +89,17 @@ func split(token string, hc *headerCache) (parsed, error) {
 	// Payload and signature decode into one allocation.
 	np := b64.DecodedLen(len(rawPayload))
 	buf := make([]byte, np+b64.DecodedLen(len(rawSig)))
-	n, err := b64.Decode(buf[:np], readOnlyBytes(rawPayload))
+	n, err := b64.Decode(buf[:np], strbytes.ReadOnly(rawPayload))
 	if err != nil {
 		return parsed{}, fmt.Errorf("%w: payload is not base64url: %w", errFormat, err)
 	}
-	m, err := b64.Decode(buf[np:], readOnlyBytes(rawSig))
+	m, err := b64.Decode(buf[np:], strbytes.ReadOnly(rawSig))
 	if err != nil {
 		return parsed{}, fmt.Errorf("%w: signature is not base64url: %w", errFormat, err)
 	}
 	p.payload, p.sig = buf[:n:n], buf[np:np+m:np+m]
 	return p, nil
 }
-
-// readOnlyBytes is s's bytes without a copy, for a callee that only reads
-// them (the base64 decoder).
-func readOnlyBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // decodeHeader decodes the protected header with the claims' parser and
 // rules, and stricter ones: the text must be RFC 8259 JSON in UTF-8; member

@@ -47,10 +47,9 @@ type upstreamTransport struct {
 	idleTimeout    time.Duration
 	maxHeaderBytes int64
 
-	mu     sync.Mutex
-	idle   map[string][]*upConn // by host:port; the most recently used last
-	sweep  *time.Timer
-	closed bool // only for tests of the pool; the sidecar never closes it
+	mu    sync.Mutex
+	idle  map[string][]*upConn // by host:port; the most recently used last
+	sweep *time.Timer
 }
 
 // maxUpstreamHeaderBytes bounds an answer's header, as http.Transport's
@@ -82,18 +81,11 @@ func direct(req *http.Request) bool {
 			return false
 		}
 	}
-	// A header http.Transport would refuse goes there, to be refused the
-	// same way (Request.Write would turn a CR or LF into a space instead).
-	for k, vv := range req.Header {
-		if !httpguts.ValidHeaderFieldName(k) {
-			return false
-		}
-		for _, v := range vv {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				return false
-			}
-		}
-	}
+	// Header names and values are not checked again here (that scan was
+	// 0.9 µs a request): net/http's server refused the client's invalid ones,
+	// the request layer strips control characters from every value it sets
+	// (upstream.sanitize), and Request.Write turns any CR or LF left into a
+	// space, so no header can be injected (TestUpstreamNoHeaderInjection).
 	return len(req.Trailer) == 0 && httpguts.ValidHostHeader(req.Host)
 }
 
@@ -216,7 +208,7 @@ func (t *upstreamTransport) put(c *upConn) {
 	}
 	c.idleSince = time.Now()
 	t.mu.Lock()
-	if t.closed || len(t.idle[c.addr]) >= t.maxIdlePerHost {
+	if len(t.idle[c.addr]) >= t.maxIdlePerHost {
 		t.mu.Unlock()
 		_ = c.conn.Close()
 		return
@@ -251,7 +243,7 @@ func (t *upstreamTransport) closeStale() {
 			t.idle[addr] = keep
 		}
 	}
-	if len(t.idle) > 0 && !t.closed {
+	if len(t.idle) > 0 {
 		t.sweep = time.AfterFunc(t.idleTimeout/2, t.closeStale)
 	}
 	t.mu.Unlock()
