@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"sync"
 	"unicode/utf8"
-	"unsafe"
+
+	"github.com/keycloak-jwt/keycloak-jwt/internal/strbytes"
 )
 
 // Get returns any claim of the payload by name, decoded as encoding/json
@@ -31,7 +32,7 @@ func (c *Claims) Get(name string) (any, bool) {
 		// The segment is only read: decoding straight from the string's
 		// bytes spares a copy of the payload per call.
 		var err error
-		b, err = b64.AppendDecode((*bp)[:0], unsafe.Slice(unsafe.StringData(c.enc), len(c.enc)))
+		b, err = b64.AppendDecode((*bp)[:0], strbytes.ReadOnly(c.enc))
 		*bp = b
 		if err != nil {
 			c.valid.Store(2)
@@ -42,7 +43,9 @@ func (c *Claims) Get(name string) (any, bool) {
 		return nil, false
 	}
 	if c.valid.Load() == 0 {
-		if !json.Valid(b) {
+		// Not UTF-8: refused, as decodeClaims refuses such a payload
+		// (encoding/json would read its bytes as U+FFFD).
+		if !json.Valid(b) || !utf8.Valid(b) {
 			c.valid.Store(2)
 			return nil, false
 		}

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/keycloak-jwt/keycloak-jwt/internal/testidp"
 )
@@ -156,7 +157,7 @@ func FuzzClaimsGet(f *testing.F) {
 		for _, c := range getClaims(payload) {
 			got, ok := c.Get(name)
 			switch {
-			case !json.Valid(payload):
+			case !json.Valid(payload) || !utf8.Valid(payload): // no token carries such a payload (decodeClaims refuses it)
 				if ok {
 					t.Fatalf("invalid payload %q: Get(%q) = %#v", payload, name, got)
 				}
